@@ -1,0 +1,7 @@
+"""pixelprior: autoregressive image priors (the PixelCNN family) for the Hugging Face stack."""
+
+from .models import AutoregressivePrior, PixelCNN, create_prior, list_priors
+
+__version__ = "0.1.0"
+
+__all__ = ["AutoregressivePrior", "PixelCNN", "create_prior", "list_priors"]

@@ -1,0 +1,105 @@
+"""The likelihood interface every distribution implements, and the one source of random draws.
+
+A likelihood owns the layout of the network output (``num_params`` parameter maps per position), the
+log-likelihood the loss reads, and the sampler the sampling loop reads: nothing else slices network
+outputs, so the loss and the sampler cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+import torch
+
+Generator = torch.Generator | Sequence[torch.Generator] | None
+
+
+def uniform(shape: Sequence[int], generator: Generator, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Uniform draws in ``[0, 1)`` of ``shape``, reproducible through ``generator``.
+
+    ``generator`` may be one ``torch.Generator`` or a list of ``shape[0]`` generators, one per sample (as
+    diffusers pipelines take them), so that sample ``b`` only depends on generator ``b``.
+
+    Shapes:
+        -> ``shape``
+    """
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"Expected {shape[0]} generators (one per sample), got {len(generator)}.")
+        draws = [_uniform(tuple(shape[1:]), g, device, dtype) for g in generator]
+        return torch.stack(draws)
+    return _uniform(tuple(shape), generator, device, dtype)
+
+
+def _uniform(shape: tuple[int, ...], generator: torch.Generator | None, device, dtype) -> torch.Tensor:
+    # Draw on the generator's device (a CPU generator with a CUDA model stays reproducible), then move.
+    gen_device = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+
+
+class Likelihood(abc.ABC):
+    """A distribution over one grid position given the network's parameters for it.
+
+    Args:
+        in_channels: data channels ``C`` per position.
+        num_values: values per channel.
+
+    Attributes:
+        channel_steps: the order in which the sampler draws a position's channels: a tuple of channel
+            tuples; each entry is one network evaluation. ``((0,), (1,), (2,))`` draws R, then G given R,
+            then B given R and G (the network is re-run in between); ``((0, 1, 2),)`` draws all channels
+            jointly from one set of parameters.
+    """
+
+    channel_steps: tuple[tuple[int, ...], ...]
+
+    def __init__(self, in_channels: int, num_values: int) -> None:
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f"Expected in_channels to be an int >= 1, got {in_channels!r}.")
+        if not isinstance(num_values, int) or num_values < 2:
+            raise ValueError(f"Expected num_values to be an int >= 2, got {num_values!r}.")
+        self.in_channels = in_channels
+        self.num_values = num_values
+
+    @property
+    @abc.abstractmethod
+    def num_params(self) -> int:
+        """Parameter maps per position: the only place this count is computed."""
+
+    @abc.abstractmethod
+    def param_groups(self) -> torch.Tensor:
+        """``(num_params,)`` channel group of each parameter map, for the output layer's channel mask.
+
+        A parameter in group ``c`` may depend on data channels ``< c`` of its own pixel.
+        """
+
+    @abc.abstractmethod
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Log-likelihood of each position, summed over its channels, in nats.
+
+        Shapes:
+            params: ``(B, num_params, H, W)``, x: ``(B, C, H, W)`` long -> ``(B, H, W)``
+        """
+
+    @abc.abstractmethod
+    def sample(
+        self,
+        params: torch.Tensor,
+        x: torch.Tensor,
+        channels: tuple[int, ...],
+        temperature: float = 1.0,
+        generator: Generator = None,
+    ) -> torch.Tensor:
+        """Draw ``channels`` of one position.
+
+        Args:
+            params: ``(B, num_params)`` the network output at the position.
+            x: ``(B, C)`` long, the position's values drawn so far (channels before ``channels``).
+            channels: one entry of :attr:`channel_steps`.
+            temperature: > 0; divides the logits (1 is the model's distribution).
+            generator: a generator or one per sample.
+
+        Returns:
+            ``(B, len(channels))`` long.
+        """

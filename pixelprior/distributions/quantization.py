@@ -1,0 +1,70 @@
+"""The one home of float <-> bin conversions.
+
+Bins are integers in ``[0, num_values)``. Two conversions exist, each in exactly one place:
+
+* :func:`bins_to_input`: bins -> the network's input, centred floats in ``[-1, 1]`` (bin ``k`` maps to
+  ``2 k / (num_values - 1) - 1``, so the first and last bins sit exactly on the interval's ends);
+* :func:`images_to_bins` / :func:`bins_to_images`: float images in ``[0, 1]`` <-> bins, by *rounding*
+  (``round(v * (num_values - 1))``), never truncation: truncating would put most levels in the wrong bin.
+
+:func:`binarize` thresholds images for binary models (``num_values = 2``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _check_num_values(num_values: int) -> None:
+    if not isinstance(num_values, int) or num_values < 2:
+        raise ValueError(f"Expected num_values to be an int >= 2, got {num_values!r}.")
+
+
+def bins_to_input(x: torch.Tensor, num_values: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Map integer bins to the centred network input ``2 x / (num_values - 1) - 1`` in ``[-1, 1]``.
+
+    Shapes:
+        x: ``(...)`` integer -> ``(...)`` float of ``dtype``
+    """
+    _check_num_values(num_values)
+    return x.to(dtype) * (2.0 / (num_values - 1)) - 1.0
+
+
+def bins_to_images(x: torch.Tensor, num_values: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Map integer bins to float images in ``[0, 1]`` (bin ``k`` -> ``k / (num_values - 1)``).
+
+    Shapes:
+        x: ``(...)`` integer -> ``(...)`` float
+    """
+    _check_num_values(num_values)
+    return x.to(dtype) / (num_values - 1)
+
+
+def images_to_bins(images: torch.Tensor, num_values: int) -> torch.Tensor:
+    """Quantize float images in ``[0, 1]`` to bins by rounding to the nearest level.
+
+    Raises:
+        ValueError: if the images are not floating point or fall outside ``[0, 1]``.
+
+    Shapes:
+        images: ``(...)`` float -> ``(...)`` long
+    """
+    _check_num_values(num_values)
+    if not torch.is_floating_point(images):
+        raise ValueError(f"Expected a floating-point image tensor in [0, 1], got dtype {images.dtype}.")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ValueError(
+            f"Expected image values in [0, 1], got values in [{images.min().item()}, {images.max().item()}]."
+        )
+    return torch.round(images * (num_values - 1)).long()
+
+
+def binarize(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Binary bins (``num_values = 2``) of float images in ``[0, 1]``: 1 where the value is ``>= threshold``.
+
+    Shapes:
+        images: ``(...)`` float -> ``(...)`` long
+    """
+    if not torch.is_floating_point(images):
+        raise ValueError(f"Expected a floating-point image tensor in [0, 1], got dtype {images.dtype}.")
+    return (images >= threshold).long()

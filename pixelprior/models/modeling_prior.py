@@ -1,0 +1,302 @@
+"""The autoregressive-prior base class every pixelprior model derives from.
+
+A prior is a likelihood model over a grid of discrete values ``x`` of shape ``(B, C, H, W)`` with values in
+``[0, num_values)``: raw pixels (256 levels, binary, n-bit) or the codes of a VQ-VAE (``C = 1``, ``K``
+values; a ``(B, H, W)`` grid is accepted). It factorizes ``p(x)`` in raster order, R -> G -> B within a pixel
+where the likelihood orders channels.
+
+Subclasses implement three methods and declare their constructor under ``@register_to_config``:
+
+* ``compute_params(h, class_labels, cond)``: the network, teacher-forced on the encoded input ``h``;
+* ``init_cache(batch_size, class_labels, cond)`` and ``step(cache, h, i, j)``: the incremental network
+  of cached sampling (see :mod:`pixelprior.sampling`), returning the parameters of one position.
+
+Everything a user calls (``forward``, ``log_prob``, ``bits_per_dim``, ``loss``, ``sample``) lives here and
+validates its inputs at the boundary.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+
+from ..distributions import Likelihood, bins_to_input, get_likelihood
+from ..distributions.base import Generator
+
+_INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _grid(sample_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    if isinstance(sample_size, int) and not isinstance(sample_size, bool):
+        size = (sample_size, sample_size)
+    elif isinstance(sample_size, (tuple, list)) and len(sample_size) == 2:
+        size = (sample_size[0], sample_size[1])
+    else:
+        raise ValueError(f"Expected sample_size to be an int or (H, W), got {sample_size!r}.")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size):
+        raise ValueError(f"Expected positive integer sample_size, got {sample_size!r}.")
+    return size
+
+
+class AutoregressivePrior(ModelMixin, ConfigMixin):
+    """Base class of the autoregressive priors: likelihoods, losses and sampling over a discrete grid.
+
+    Subclasses call :meth:`_init_prior` first in their ``__init__``.
+
+    Attributes:
+        distribution: the :class:`~pixelprior.distributions.Likelihood` that owns the output layout.
+        grid_size: ``(H, W)``.
+    """
+
+    config_name = "config.json"
+
+    # ----------------------------------------------------------------------------------------- setup
+    def _init_prior(
+        self,
+        sample_size: int | tuple[int, int],
+        in_channels: int,
+        num_values: int,
+        num_classes: int | None,
+        cond_channels: int | None,
+        likelihood: str,
+    ) -> None:
+        self.grid_size = _grid(sample_size)
+        for name, value in (("num_classes", num_classes), ("cond_channels", cond_channels)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"Expected {name} to be None or an int >= 1, got {value!r}.")
+        self.distribution: Likelihood = get_likelihood(likelihood, in_channels, num_values)
+
+    @property
+    def in_channels(self) -> int:
+        return self.distribution.in_channels
+
+    @property
+    def num_values(self) -> int:
+        return self.distribution.num_values
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.config.num_classes
+
+    @property
+    def cond_channels(self) -> int | None:
+        return self.config.cond_channels
+
+    # -------------------------------------------------------------------------- subclass interface
+    def encode_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Bins -> network input; works on any spatial extent (the sampler encodes single pixels).
+
+        Shapes:
+            x: ``(B, C, h, w)`` long -> ``(B, C, h, w)`` float of the model's dtype
+        """
+        return bins_to_input(x, self.num_values, dtype=self.dtype)
+
+    def compute_params(
+        self, h: torch.Tensor, class_labels: torch.Tensor | None, cond: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The network: distribution parameters of every position, teacher-forced.
+
+        Shapes:
+            h: ``(B, C, H, W)`` encoded input, class_labels: ``(B,)``, cond: ``(B, cond_channels, H, W)``
+            -> ``(B, num_params, H, W)``
+        """
+        raise NotImplementedError
+
+    def init_cache(
+        self, batch_size: int, class_labels: torch.Tensor | None, cond: torch.Tensor | None
+    ) -> dict[str, Any]:
+        """State for cached sampling: empty layer buffers and precomputed conditioning."""
+        raise NotImplementedError(f"{type(self).__name__} has no cached sampling path; use use_cache=False.")
+
+    def step(self, cache: dict[str, Any], h: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """Parameters at position ``(i, j)`` from the cache and the encoded canvas.
+
+        Called in raster order, once per entry of ``distribution.channel_steps`` at each position, with
+        ``h`` holding every value drawn so far. Must equal ``compute_params(h, ...)[:, :, i, j]``.
+
+        Shapes:
+            h: ``(B, C, H, W)`` -> ``(B, num_params)``
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no cached sampling path; use use_cache=False.")
+
+    # ------------------------------------------------------------------------------ validation
+    def check_x(self, x: Any, name: str = "x") -> torch.Tensor:
+        """Validate a grid of values and return it as ``(B, C, H, W)`` long on the model's device."""
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"Expected {name} to be a torch.Tensor of integer values, got {type(x).__name__}.")
+        if x.dtype not in _INTEGER_DTYPES:
+            raise ValueError(
+                f"Expected {name} to hold integer values in [0, {self.num_values}) (dtype long or uint8), "
+                f"got dtype {x.dtype}. Quantize float images with pixelprior.distributions.images_to_bins."
+            )
+        C, (H, W) = self.in_channels, self.grid_size
+        if x.ndim == 3 and C == 1:
+            x = x.unsqueeze(1)
+        if x.ndim != 4 or tuple(x.shape[1:]) != (C, H, W):
+            expected = f"(B, {C}, {H}, {W})" + (f" or (B, {H}, {W})" if C == 1 else "")
+            raise ValueError(f"Expected {name} of shape {expected}, got {tuple(x.shape)}.")
+        if x.numel():
+            lo, hi = int(x.min()), int(x.max())
+            if lo < 0 or hi >= self.num_values:
+                raise ValueError(f"Expected {name} values in [0, {self.num_values}), got values in [{lo}, {hi}].")
+        return x.to(device=self.device, dtype=torch.long)
+
+    def check_conditioning(
+        self, batch_size: int, class_labels: Any = None, cond: Any = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Validate class labels and the spatial condition; resize ``cond`` to the grid (nearest).
+
+        Returns:
+            ``class_labels`` ``(B,)`` long or ``None``; ``cond`` ``(B, cond_channels, H, W)`` or ``None``.
+        """
+        num_classes, cond_channels = self.num_classes, self.cond_channels
+        if num_classes is None:
+            if class_labels is not None:
+                raise ValueError("Expected no class_labels: this model is not class-conditional (num_classes=None).")
+        else:
+            if class_labels is None:
+                raise ValueError(f"Expected class_labels of shape ({batch_size},): this model has {num_classes} classes.")
+            if isinstance(class_labels, int):
+                class_labels = torch.full((batch_size,), class_labels)
+            elif not isinstance(class_labels, torch.Tensor):
+                class_labels = torch.as_tensor(class_labels)
+            if class_labels.dtype not in _INTEGER_DTYPES or tuple(class_labels.shape) != (batch_size,):
+                raise ValueError(
+                    f"Expected integer class_labels of shape ({batch_size},), got dtype {class_labels.dtype} and "
+                    f"shape {tuple(class_labels.shape)}."
+                )
+            if class_labels.numel() and (class_labels.min() < 0 or class_labels.max() >= num_classes):
+                raise ValueError(
+                    f"Expected class_labels in [0, {num_classes}), got values in "
+                    f"[{int(class_labels.min())}, {int(class_labels.max())}]."
+                )
+            class_labels = class_labels.to(device=self.device, dtype=torch.long)
+        if cond_channels is None:
+            if cond is not None:
+                raise ValueError("Expected no cond: this model is not spatially conditioned (cond_channels=None).")
+        else:
+            if not isinstance(cond, torch.Tensor):
+                raise ValueError(
+                    f"Expected cond to be a float tensor of shape ({batch_size}, {cond_channels}, h, w), got "
+                    f"{type(cond).__name__}."
+                )
+            if not torch.is_floating_point(cond) or cond.ndim != 4 or tuple(cond.shape[:2]) != (batch_size, cond_channels):
+                raise ValueError(
+                    f"Expected cond to be a float tensor of shape ({batch_size}, {cond_channels}, h, w), got dtype "
+                    f"{cond.dtype} and shape {tuple(cond.shape)}."
+                )
+            cond = cond.to(device=self.device, dtype=self.dtype)
+            if tuple(cond.shape[-2:]) != self.grid_size:
+                cond = F.interpolate(cond, size=self.grid_size, mode="nearest")
+        return class_labels, cond
+
+    # ---------------------------------------------------------------------------- public API
+    def forward(
+        self, x: torch.Tensor, class_labels: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Teacher-forced distribution parameters of every position.
+
+        Shapes:
+            x: ``(B, C, H, W)`` (or ``(B, H, W)`` when ``C = 1``) -> ``(B, num_params, H, W)``
+        """
+        x = self.check_x(x)
+        class_labels, cond = self.check_conditioning(x.shape[0], class_labels, cond)
+        return self.compute_params(self.encode_input(x), class_labels, cond)
+
+    def log_prob(
+        self, x: torch.Tensor, class_labels: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Exact log-likelihood of each image, in nats.
+
+        Shapes:
+            x: ``(B, C, H, W)`` -> ``(B,)``
+        """
+        x = self.check_x(x)
+        class_labels, cond = self.check_conditioning(x.shape[0], class_labels, cond)
+        params = self.compute_params(self.encode_input(x), class_labels, cond)
+        return self.distribution.log_prob(params, x).flatten(1).sum(1)
+
+    def bits_per_dim(
+        self, x: torch.Tensor, class_labels: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Negative log-likelihood per dimension in bits: ``-log_prob / (C H W ln 2)``.
+
+        Shapes:
+            x: ``(B, C, H, W)`` -> ``(B,)``
+        """
+        num_dims = self.in_channels * self.grid_size[0] * self.grid_size[1]
+        return -self.log_prob(x, class_labels, cond) / (num_dims * math.log(2.0))
+
+    def loss(
+        self, x: torch.Tensor, class_labels: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean bits per dimension of the batch: what training minimizes.
+
+        Shapes:
+            x: ``(B, C, H, W)`` -> ``()``
+        """
+        return self.bits_per_dim(x, class_labels, cond).mean()
+
+    def sample(
+        self,
+        batch_size: int | None = None,
+        *,
+        class_labels: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
+        known: torch.Tensor | None = None,
+        known_mask: torch.Tensor | None = None,
+        temperature: float = 1.0,
+        generator: Generator = None,
+        use_cache: bool = True,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Draw images in raster order (see :func:`pixelprior.sampling.sample`).
+
+        Args:
+            batch_size: number of images; inferred from the conditioning or ``known`` when ``None``.
+            class_labels: ``(B,)`` labels (an int is broadcast) for class-conditional models.
+            cond: ``(B, cond_channels, h, w)`` spatial condition.
+            known: ``(B, C, H, W)`` values to keep where ``known_mask`` is True (completion / inpainting).
+            known_mask: bool, ``(B, C, H, W)``, ``(B, 1, H, W)`` or ``(B, H, W)``; True = keep.
+            temperature: > 0, divides the logits.
+            generator: a ``torch.Generator`` or a list of one per sample.
+            use_cache: the fast incremental path (default) or the plain reference loop.
+            progress: show a progress bar.
+
+        Returns:
+            ``(B, C, H, W)`` long.
+        """
+        from ..sampling import sample
+
+        return sample(
+            self,
+            batch_size,
+            class_labels=class_labels,
+            cond=cond,
+            known=known,
+            known_mask=known_mask,
+            temperature=temperature,
+            generator=generator,
+            use_cache=use_cache,
+            progress=progress,
+        )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
+        """Load a saved prior. Called on :class:`AutoregressivePrior` itself, the class is read from the config."""
+        if cls is AutoregressivePrior:
+            config = cls.load_config(pretrained_model_name_or_path, **_config_kwargs(kwargs))
+            from .registry import prior_class
+
+            return prior_class(config.get("_class_name")).from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+
+def _config_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    keys = ("subfolder", "cache_dir", "local_files_only", "revision", "token")
+    return {k: kwargs[k] for k in keys if k in kwargs}
