@@ -3,7 +3,8 @@
 Bins are integers in ``[0, num_values)``. Two conversions exist, each in exactly one place:
 
 * :func:`bins_to_input`: bins -> the network's input, centred floats in ``[-1, 1]`` (bin ``k`` maps to
-  ``2 k / (num_values - 1) - 1``, so the first and last bins sit exactly on the interval's ends);
+  ``2 k / (num_values - 1) - 1``, so the first and last bins sit exactly on the interval's ends), and its
+  inverse :func:`input_to_bins` for continuous draws on that scale (nearest bin, edge bins take the tails);
 * :func:`images_to_bins` / :func:`bins_to_images`: float images in ``[0, 1]`` <-> bins, by *rounding*
   (``round(v * (num_values - 1))``), never truncation: truncating would put most levels in the wrong bin.
 
@@ -28,6 +29,19 @@ def bins_to_input(x: torch.Tensor, num_values: int, dtype: torch.dtype = torch.f
     """
     _check_num_values(num_values)
     return x.to(dtype) * (2.0 / (num_values - 1)) - 1.0
+
+
+def input_to_bins(v: torch.Tensor, num_values: int) -> torch.Tensor:
+    """Inverse of :func:`bins_to_input` for continuous draws: the nearest bin, saturating at the ends.
+
+    Used by likelihoods whose samples are continuous on the input scale (the logistic mixture): values
+    below -1 or above 1 belong to the edge bins, which carry the tails.
+
+    Shapes:
+        v: ``(...)`` float -> ``(...)`` long
+    """
+    _check_num_values(num_values)
+    return torch.round((v.clamp(-1.0, 1.0) + 1.0) * ((num_values - 1) / 2.0)).long()
 
 
 def bins_to_images(x: torch.Tensor, num_values: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -71,6 +71,16 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
                 raise ValueError(f"Expected {name} to be None or an int >= 1, got {value!r}.")
         self.distribution: Likelihood = get_likelihood(likelihood, in_channels, num_values)
 
+    # diffusers' dtype/device walk every submodule; the sampler asks once per step, so read the first parameter
+    # (a prior keeps all its parameters in one dtype, on one device).
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
     @property
     def in_channels(self) -> int:
         return self.distribution.in_channels
