@@ -62,16 +62,13 @@ def main() -> None:
         model = model.double() if dtype == torch.float64 else model.float()
         grid = f"{model.in_channels}x{model.grid_size[0]}x{model.grid_size[1]}"
         kwargs = {"class_labels": torch.zeros(args.batch_size, dtype=torch.long)} if model.num_classes else {}
-        plain_s, plain = _time(
-            lambda: model.sample(
-                args.batch_size, generator=torch.Generator().manual_seed(args.seed), use_cache=False, **kwargs
-            )
-        )
-        cached_s, cached = _time(
-            lambda: model.sample(
-                args.batch_size, generator=torch.Generator().manual_seed(args.seed), use_cache=True, **kwargs
-            )
-        )
+
+        def run(use_cache: bool, model=model, kwargs=kwargs) -> torch.Tensor:
+            generator = torch.Generator().manual_seed(args.seed)
+            return model.sample(args.batch_size, generator=generator, use_cache=use_cache, **kwargs)
+
+        plain_s, plain = _time(lambda: run(False))
+        cached_s, cached = _time(lambda: run(True))
         agreement = (plain == cached).float().mean().item()
         equal = "yes" if agreement == 1.0 else f"{agreement:.1%}"
         print(f"{name:<20} {grid:<10} {plain_s:>10.2f} {cached_s:>11.2f} {plain_s / cached_s:>8.1f}x {equal:>7}")

@@ -100,7 +100,9 @@ def sample(
     was_training = model.training
     model.eval()
     try:
-        return _raster_loop(model, x, known_mask, class_labels, cond, float(temperature), generator, use_cache, progress)
+        return _raster_loop(
+            model, x, known_mask, class_labels, cond, float(temperature), generator, use_cache, progress
+        )
     finally:
         model.train(was_training)
 

@@ -64,12 +64,15 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
         num_classes: int | None,
         cond_channels: int | None,
         likelihood: str,
+        num_mixtures: int | None = None,
     ) -> None:
         self.grid_size = _grid(sample_size)
         for name, value in (("num_classes", num_classes), ("cond_channels", cond_channels)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"Expected {name} to be None or an int >= 1, got {value!r}.")
-        self.distribution: Likelihood = get_likelihood(likelihood, in_channels, num_values)
+        # The mixture size only means something to the logistic mixture; other likelihoods ignore it.
+        extra = {"num_mixtures": num_mixtures} if likelihood == "logistic_mixture" and num_mixtures else {}
+        self.distribution: Likelihood = get_likelihood(likelihood, in_channels, num_values, **extra)
 
     # diffusers' dtype/device walk every submodule; the sampler asks once per step, so read the first parameter
     # (a prior keeps all its parameters in one dtype, on one device).
@@ -170,7 +173,9 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
                 raise ValueError("Expected no class_labels: this model is not class-conditional (num_classes=None).")
         else:
             if class_labels is None:
-                raise ValueError(f"Expected class_labels of shape ({batch_size},): this model has {num_classes} classes.")
+                raise ValueError(
+                    f"Expected class_labels of shape ({batch_size},): this model has {num_classes} classes."
+                )
             if isinstance(class_labels, int):
                 class_labels = torch.full((batch_size,), class_labels)
             elif not isinstance(class_labels, torch.Tensor):
@@ -195,7 +200,11 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
                     f"Expected cond to be a float tensor of shape ({batch_size}, {cond_channels}, h, w), got "
                     f"{type(cond).__name__}."
                 )
-            if not torch.is_floating_point(cond) or cond.ndim != 4 or tuple(cond.shape[:2]) != (batch_size, cond_channels):
+            if (
+                not torch.is_floating_point(cond)
+                or cond.ndim != 4
+                or tuple(cond.shape[:2]) != (batch_size, cond_channels)
+            ):
                 raise ValueError(
                     f"Expected cond to be a float tensor of shape ({batch_size}, {cond_channels}, h, w), got dtype "
                     f"{cond.dtype} and shape {tuple(cond.shape)}."

@@ -74,10 +74,12 @@ class PixelCNN(AutoregressivePrior):
         head_channels: width of the two output layers (default ``hidden_channels``).
         num_classes: class-conditional when an int.
         cond_channels: spatially conditioned when an int.
-        likelihood: ``"categorical"``.
+        likelihood: ``"categorical"`` (per-channel softmax, channels R -> G -> B) or ``"logistic_mixture"``
+            (all channels of a pixel jointly; its parameters read only channel group 0 at the pixel itself).
+        num_mixtures: mixture components of the logistic mixture.
 
     Shapes:
-        x: ``(B, C, H, W)`` long -> params ``(B, C * num_values, H, W)``
+        x: ``(B, C, H, W)`` long -> params ``(B, distribution.num_params, H, W)``
     """
 
     @register_to_config
@@ -94,9 +96,10 @@ class PixelCNN(AutoregressivePrior):
         num_classes: int | None = None,
         cond_channels: int | None = None,
         likelihood: str = "categorical",
+        num_mixtures: int = 10,
     ) -> None:
         super().__init__()
-        self._init_prior(sample_size, in_channels, num_values, num_classes, cond_channels, likelihood)
+        self._init_prior(sample_size, in_channels, num_values, num_classes, cond_channels, likelihood, num_mixtures)
         C = in_channels
         if hidden_channels < 2 * C:
             raise ValueError(f"Expected hidden_channels >= 2 * in_channels = {2 * C}, got {hidden_channels}.")
@@ -115,20 +118,18 @@ class PixelCNN(AutoregressivePrior):
             ConditionBias(hidden_channels, num_classes, cond_channels) for _ in range(num_layers)
         )
         self.head = MaskedConv2d(hidden_channels, head_channels, 1, "B", in_groups=stream, out_groups=head)
-        self.output = MaskedConv2d(
-            head_channels, self.distribution.num_params, 1, "B", in_groups=head, out_groups=out
-        )
+        self.output = MaskedConv2d(head_channels, self.distribution.num_params, 1, "B", in_groups=head, out_groups=out)
 
     def compute_params(
         self, h: torch.Tensor, class_labels: torch.Tensor | None, cond: torch.Tensor | None
     ) -> torch.Tensor:
         s = self.input_conv(h)  # (B, 2h, H, W)
-        for block, cond_bias in zip(self.blocks, self.cond_biases):
+        for block, cond_bias in zip(self.blocks, self.cond_biases, strict=True):
             s = s + block(s)
             bias = cond_bias(class_labels, cond)
             if bias is not None:
                 s = s + bias
-        return self.output(F.relu(self.head(F.relu(s))))  # (B, C * K, H, W)
+        return self.output(F.relu(self.head(F.relu(s))))  # (B, P, H, W)
 
     # ------------------------------------------------------------------------------ cached sampling
     def init_cache(
@@ -149,11 +150,13 @@ class PixelCNN(AutoregressivePrior):
 
     def step(self, cache: dict[str, Any], h: torch.Tensor, i: int, j: int) -> torch.Tensor:
         s = cache["input"](h, i, j)  # (B, 2h)
-        for (reduce, conv, expand), buffer, bias in zip(cache["blocks"], cache["buffers"], cache["biases"]):
+        for (reduce, conv, expand), buffer, bias in zip(
+            cache["blocks"], cache["buffers"], cache["biases"], strict=True
+        ):
             buffer[:, :, i, j] = F.relu(reduce.point(F.relu(s)))
             s = s + expand.point(F.relu(conv(buffer, i, j))) + bias_at(bias, i, j)
         head, output = cache["head"]
-        return output.point(F.relu(head.point(F.relu(s))))  # (B, C * K)
+        return output.point(F.relu(head.point(F.relu(s))))  # (B, P)
 
 
 register_prior(

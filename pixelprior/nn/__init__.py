@@ -1,5 +1,6 @@
 """Causal building blocks: masks (built only in masks.py), masked and shifted convolutions."""
 
+from .conditioning import ConditionBias, bias_at
 from .conv import (
     AnchoredConv2d,
     ConvStep,
@@ -10,7 +11,6 @@ from .conv import (
     read_patch,
     right_shift,
 )
-from .conditioning import ConditionBias, bias_at
 from .masks import causal_mask, channel_groups, spatial_mask
 
 __all__ = [

@@ -42,9 +42,7 @@ def right_shift(x: torch.Tensor, cols: int = 1) -> torch.Tensor:
     return F.pad(x, (cols, 0))[:, :, :, : x.shape[3]]
 
 
-def read_patch(
-    buffer: torch.Tensor, top: int, left: int, height: int, width: int
-) -> torch.Tensor:
+def read_patch(buffer: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
     """The ``height x width`` window of ``buffer`` starting at ``(top, left)``, zero outside the map.
 
     Shapes:

@@ -40,9 +40,7 @@ def channel_groups(num_channels: int, num_groups: int) -> torch.Tensor:
         ValueError: if some group would be empty (``num_channels < num_groups``).
     """
     if num_groups < 1 or num_channels < num_groups:
-        raise ValueError(
-            f"Expected at least {num_groups} channels (one per data channel group), got {num_channels}."
-        )
+        raise ValueError(f"Expected at least {num_groups} channels (one per data channel group), got {num_channels}.")
     return torch.arange(num_channels) * num_groups // num_channels
 
 
