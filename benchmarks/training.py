@@ -1,0 +1,127 @@
+"""Training speed: images/s and peak memory of a full training step (forward, loss, backward, Adam).
+
+For each registered configuration (the papers' sizes by default) and each requested variant (fp32, bf16
+autocast, channels_last, torch.compile), runs a few warm-up steps then times ``--steps`` steps on random
+data of the model's shape and prints a table.
+
+Usage:
+    python benchmarks/training.py --models pixelcnn_pp_cifar10 pixelsnail_vqvae2_top --device cuda \\
+        --variants fp32 bf16 bf16+channels_last bf16+compile
+    python benchmarks/training.py --models pixelcnn_mnist --device cpu --batch_size 16 --steps 3   # smoke run
+
+Batch sizes default to the references' (64 for CIFAR-10 pixel models, 32 for the VQ-VAE-2 priors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from pixelprior import create_prior, list_priors
+from pixelprior.models.registry import prior_config
+
+DEFAULT_BATCH = {"pixelsnail_vqvae2_top": 32, "pixelsnail_vqvae2_bottom": 32}
+VARIANTS = ("fp32", "bf16", "fp32+channels_last", "bf16+channels_last", "fp32+compile", "bf16+compile")
+
+
+def random_batch(model, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """A batch of random values (and conditioning) of the model's shape."""
+    C, (H, W) = model.in_channels, model.grid_size
+    batch = {"x": torch.randint(0, model.num_values, (batch_size, C, H, W), device=device)}
+    if model.num_classes:
+        batch["class_labels"] = torch.randint(0, model.num_classes, (batch_size,), device=device)
+    if model.cond_channels:
+        batch["cond"] = torch.randn(batch_size, model.cond_channels, H // 2, W // 2, device=device)
+    return batch
+
+
+def bench(name: str, variant: str, batch_size: int, steps: int, warmup: int, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    model = create_prior(name).to(device).train()
+    if "channels_last" in variant:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    loss_fn = torch.compile(model.loss) if "compile" in variant else model.loss
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in variant)
+    batch = random_batch(model, batch_size, device)
+
+    def step() -> float:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = loss_fn(**batch)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    loss = float(loss)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    return {
+        "model": name,
+        "variant": variant,
+        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        "batch": batch_size,
+        "images_per_s": batch_size * steps / seconds,
+        "peak_GiB": peak,
+        "loss_bpd": loss,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="*", default=None, help="registered names (default: every CIFAR/VQ one)")
+    parser.add_argument("--variants", nargs="*", default=["fp32", "bf16"], choices=VARIANTS)
+    parser.add_argument("--batch_size", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    names = args.models or [n for n in list_priors() if "cifar10" in n or "vqvae2" in n]
+
+    header = f"{'model':<26} {'variant':<20} {'params':>8} {'batch':>5} {'img/s':>9} {'peak GiB':>9} {'bpd':>7}"
+    print(f"device={device} torch={torch.__version__}")
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for name in names:
+        prior_config(name)  # a clear error for unknown names
+        for variant in args.variants:
+            batch_size = args.batch_size or DEFAULT_BATCH.get(name, 64)
+            try:
+                row = bench(name, variant, batch_size, args.steps, args.warmup, device)
+            except torch.OutOfMemoryError:
+                print(f"{name:<26} {variant:<20} out of memory at batch {batch_size}")
+                continue
+            rows.append(row)
+            print(
+                f"{row['model']:<26} {row['variant']:<20} {row['params_M']:>7.1f}M {row['batch']:>5} "
+                f"{row['images_per_s']:>9.1f} {row['peak_GiB']:>9.2f} {row['loss_bpd']:>7.3f}"
+            )
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
