@@ -25,6 +25,26 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "pixelcnn_rgb": ("pixelcnn_cifar10", dict(hidden_channels=48, num_layers=4, head_channels=48, sample_size=16)),
     "gated_pixelcnn": ("gated_pixelcnn_mnist", dict(hidden_channels=32, num_layers=6)),
     "gated_pixelcnn_rgb": ("gated_pixelcnn_cifar10", dict(hidden_channels=48, num_layers=4, sample_size=16)),
+    "pixelcnn_pp_rgb": ("pixelcnn_pp_cifar10", dict(hidden_channels=32, num_layers=1)),
+    "pixelsnail_codes": (
+        "pixelsnail_vqvae2_top",
+        dict(
+            sample_size=16,
+            hidden_channels=32,
+            residual_channels=32,
+            num_layers=2,
+            num_res_blocks=2,
+            kernel_size=3,
+            num_heads=2,
+            key_channels=16,
+            value_channels=16,
+            num_output_blocks=1,
+        ),
+    ),
+    "pixelsnail_rgb": (
+        "pixelsnail_cifar10",
+        dict(hidden_channels=32, num_layers=2, num_res_blocks=2, value_channels=16, sample_size=16),
+    ),
 }
 
 

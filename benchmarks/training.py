@@ -38,9 +38,11 @@ def random_batch(model, batch_size: int, device: torch.device) -> dict[str, torc
     return batch
 
 
-def bench(name: str, variant: str, batch_size: int, steps: int, warmup: int, device: torch.device) -> dict:
+def bench(
+    name: str, variant: str, batch_size: int, steps: int, warmup: int, device: torch.device, overrides: dict
+) -> dict:
     torch.manual_seed(0)
-    model = create_prior(name).to(device).train()
+    model = create_prior(name, **overrides).to(device).train()
     if "channels_last" in variant:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -85,6 +87,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=None, help="registered names (default: every CIFAR/VQ one)")
     parser.add_argument("--variants", nargs="*", default=["fp32", "bf16"], choices=VARIANTS)
     parser.add_argument("--batch_size", type=int, default=None)
+    parser.add_argument("--model_kwargs", default="{}", help="JSON overrides of the registered configurations")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -107,7 +110,7 @@ def main() -> None:
         for variant in args.variants:
             batch_size = args.batch_size or DEFAULT_BATCH.get(name, 64)
             try:
-                row = bench(name, variant, batch_size, args.steps, args.warmup, device)
+                row = bench(name, variant, batch_size, args.steps, args.warmup, device, json.loads(args.model_kwargs))
             except torch.OutOfMemoryError:
                 print(f"{name:<26} {variant:<20} out of memory at batch {batch_size}")
                 continue

@@ -1,7 +1,23 @@
 """pixelprior: autoregressive image priors (the PixelCNN family) for the Hugging Face stack."""
 
-from .models import AutoregressivePrior, PixelCNN, create_prior, list_priors
+from .models import (
+    AutoregressivePrior,
+    GatedPixelCNN,
+    PixelCNN,
+    PixelCNNPlusPlus,
+    PixelSNAIL,
+    create_prior,
+    list_priors,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["AutoregressivePrior", "PixelCNN", "create_prior", "list_priors"]
+__all__ = [
+    "AutoregressivePrior",
+    "GatedPixelCNN",
+    "PixelCNN",
+    "PixelCNNPlusPlus",
+    "PixelSNAIL",
+    "create_prior",
+    "list_priors",
+]

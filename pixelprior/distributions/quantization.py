@@ -21,6 +21,17 @@ def _check_num_values(num_values: int) -> None:
         raise ValueError(f"Expected num_values to be an int >= 2, got {num_values!r}.")
 
 
+def _check_images(images: torch.Tensor) -> None:
+    """Float images with every value in ``[0, 1]`` (NaN is out of range)."""
+    if not torch.is_floating_point(images):
+        raise ValueError(f"Expected a floating-point image tensor in [0, 1], got dtype {images.dtype}.")
+    if images.numel() and not bool(((images >= 0) & (images <= 1)).all()):
+        finite = images[torch.isfinite(images)]
+        seen = f"[{finite.min().item()}, {finite.max().item()}]" if finite.numel() else "no finite values"
+        nan = " and NaN" if torch.isnan(images).any() else ""
+        raise ValueError(f"Expected image values in [0, 1], got values in {seen}{nan}.")
+
+
 def bins_to_input(x: torch.Tensor, num_values: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Map integer bins to the centred network input ``2 x / (num_values - 1) - 1`` in ``[-1, 1]``.
 
@@ -58,18 +69,13 @@ def images_to_bins(images: torch.Tensor, num_values: int) -> torch.Tensor:
     """Quantize float images in ``[0, 1]`` to bins by rounding to the nearest level.
 
     Raises:
-        ValueError: if the images are not floating point or fall outside ``[0, 1]``.
+        ValueError: if the images are not floating point or fall outside ``[0, 1]`` (NaN included).
 
     Shapes:
         images: ``(...)`` float -> ``(...)`` long
     """
     _check_num_values(num_values)
-    if not torch.is_floating_point(images):
-        raise ValueError(f"Expected a floating-point image tensor in [0, 1], got dtype {images.dtype}.")
-    if images.numel() and (images.min() < 0 or images.max() > 1):
-        raise ValueError(
-            f"Expected image values in [0, 1], got values in [{images.min().item()}, {images.max().item()}]."
-        )
+    _check_images(images)
     return torch.round(images * (num_values - 1)).long()
 
 
@@ -79,6 +85,5 @@ def binarize(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     Shapes:
         images: ``(...)`` float -> ``(...)`` long
     """
-    if not torch.is_floating_point(images):
-        raise ValueError(f"Expected a floating-point image tensor in [0, 1], got dtype {images.dtype}.")
+    _check_images(images)
     return (images >= threshold).long()

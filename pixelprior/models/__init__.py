@@ -1,7 +1,20 @@
 """The models: the base class, the registry and one file per architecture."""
 
+from .gated_pixelcnn import GatedPixelCNN
 from .modeling_prior import AutoregressivePrior
 from .pixelcnn import PixelCNN
+from .pixelcnn_pp import PixelCNNPlusPlus
+from .pixelsnail import PixelSNAIL
 from .registry import create_prior, list_priors, prior_class, register_prior
 
-__all__ = ["AutoregressivePrior", "PixelCNN", "create_prior", "list_priors", "prior_class", "register_prior"]
+__all__ = [
+    "AutoregressivePrior",
+    "GatedPixelCNN",
+    "PixelCNN",
+    "PixelCNNPlusPlus",
+    "PixelSNAIL",
+    "create_prior",
+    "list_priors",
+    "prior_class",
+    "register_prior",
+]

@@ -16,7 +16,7 @@ too) carry the R -> G -> B channel masks, so the logits of G see R of their own 
 
 **The blind spot.** Stacked ``3 x 3`` masked convolutions see a region that grows up and to the left but
 never reaches the pixels above and to the right of the current one beyond a diagonal: after the ``7 x 7``
-first layer, pixel ``(i, j)`` cannot see ``(i - r, j + c)`` whenever ``c > r + 3``, however deep the network
+first layer, pixel ``(i, j)`` cannot see ``(i - r, j + c)`` whenever ``c > r + 2``, however deep the network
 (section 2 of the Gated PixelCNN paper). The likelihood is still exact: those pixels are simply ignored.
 :class:`~pixelprior.models.gated_pixelcnn.GatedPixelCNN` removes the blind spot; the tests pin it down here.
 

@@ -49,3 +49,14 @@ def bias_at(bias: torch.Tensor | None, i: int, j: int) -> torch.Tensor | float:
     if bias.shape[-2:] == (1, 1):
         return bias[:, :, 0, 0]
     return bias[:, :, i, j]
+
+
+def bias_row(bias: torch.Tensor | None, i: int) -> torch.Tensor | float:
+    """The bias of one row, for layers that cached sampling evaluates a row at a time (``0.0`` when unconditional).
+
+    Shapes:
+        bias: ``(B, C, H, W)`` -> ``(B, C, W)``; ``(B, C, 1, 1)`` -> ``(B, C, 1)``
+    """
+    if bias is None:
+        return 0.0
+    return bias[:, :, 0] if bias.shape[-2:] == (1, 1) else bias[:, :, i]

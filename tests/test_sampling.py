@@ -1,0 +1,143 @@
+"""The one sampling loop: batch size inference, argument checks, progress bar, model mode, no autograd state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pixelprior.sampling import sample
+from tests.conftest import PRIOR_NAMES, conditioning, random_x, tiny_prior
+
+COND = {"num_classes": 3, "cond_channels": 2}
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A tiny class- and spatially conditioned PixelCNN (the loop is the same for every model)."""
+    return tiny_prior("pixelcnn_cifar10", **COND)
+
+
+def labels(n: int) -> torch.Tensor:
+    return torch.arange(n) % 3
+
+
+def cond(n: int) -> torch.Tensor:
+    return torch.randn(n, 2, 4, 4, dtype=torch.float64)
+
+
+def test_batch_size_inferred_from_every_input(model):
+    x = random_x(model, 3)
+    mask = torch.zeros(3, 4, 4, dtype=torch.bool)
+    # From labels and cond.
+    assert model.sample(class_labels=labels(3), cond=cond(3)).shape[0] == 3
+    # From the known values and the mask, with an int label (broadcast).
+    assert model.sample(class_labels=1, cond=cond(3), known=x, known_mask=mask).shape[0] == 3
+    # From a list of generators.
+    out = model.sample(class_labels=1, cond=cond(2)[:1].expand(2, -1, -1, -1), generator=[seeded(0), seeded(1)])
+    assert out.shape[0] == 2
+    # Given explicitly and consistent.
+    assert model.sample(3, class_labels=labels(3), cond=cond(3)).shape == (3, 3, 4, 4)
+
+
+def test_batch_size_one_by_default():
+    unconditional = tiny_prior("pixelcnn_mnist")
+    assert unconditional.sample().shape == (1, 1, 4, 4)
+    conditional = tiny_prior("pixelcnn_mnist", num_classes=3)
+    assert conditional.sample(class_labels=2).shape == (1, 1, 4, 4)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["labels-vs-cond", "batch_size-vs-labels", "known-vs-labels", "mask-vs-known", "generators-vs-labels"],
+)
+def test_batch_size_mismatch_raises(model, case):
+    x = random_x(model, 3)
+    kwargs = {
+        "labels-vs-cond": dict(class_labels=labels(3), cond=cond(2)),
+        "batch_size-vs-labels": dict(batch_size=2, class_labels=labels(3), cond=cond(3)),
+        "known-vs-labels": dict(
+            class_labels=labels(2), cond=cond(2), known=x, known_mask=torch.zeros(3, 4, 4, dtype=torch.bool)
+        ),
+        "mask-vs-known": dict(
+            class_labels=labels(3), cond=cond(3), known=x, known_mask=torch.zeros(2, 4, 4, dtype=torch.bool)
+        ),
+        "generators-vs-labels": dict(class_labels=labels(3), cond=cond(3), generator=[seeded(0), seeded(1)]),
+    }[case]
+    with pytest.raises(ValueError):
+        model.sample(**kwargs)
+
+
+def test_function_and_method_agree(model):
+    kw = dict(class_labels=labels(2), cond=cond(2), temperature=0.8)
+    assert torch.equal(sample(model, **kw, generator=seeded(0)), model.sample(**kw, generator=seeded(0)))
+
+
+def test_progress_bar(model, capsys):
+    kw = dict(class_labels=labels(2), cond=cond(2))
+    with_bar = model.sample(**kw, generator=seeded(0), progress=True)
+    shown = capsys.readouterr().err
+    assert "sampling" in shown and "16" in shown  # tqdm's bar on stderr, one tick per position
+    without = model.sample(**kw, generator=seeded(0), progress=False)
+    assert capsys.readouterr().err == ""
+    assert torch.equal(with_bar, without)
+
+
+@pytest.mark.parametrize("name", PRIOR_NAMES)
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cached", "plain"])
+def test_samples_in_eval_mode_and_restores_mode(name, use_cache):
+    """Sampling runs in eval mode (dropout off) whatever the mode, and leaves the mode as it found it."""
+    model = tiny_prior(name)
+    kw = conditioning(model, 2)
+    evaluated = model.sample(**kw, generator=seeded(0), use_cache=use_cache)
+    assert not model.training
+    model.train()
+    trained = model.sample(**kw, generator=seeded(0), use_cache=use_cache)
+    assert model.training and all(m.training for m in model.modules())
+    assert torch.equal(evaluated, trained)
+
+
+def test_mode_restored_after_an_error(model, monkeypatch):
+    model.train()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(model, "step", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        model.sample(class_labels=labels(1), cond=cond(1))
+    assert model.training
+    model.eval()
+
+
+def test_no_autograd_state(model):
+    model.zero_grad(set_to_none=True)
+    out = model.sample(class_labels=labels(2), cond=cond(2))
+    assert out.dtype == torch.long and not out.requires_grad
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_known_int_dtypes_and_inputs_left_untouched(model):
+    x = random_x(model, 2)
+    mask = torch.rand(2, 3, 4, 4, generator=seeded(1)) < 0.5
+    known, known_mask, c = x.clone(), mask.clone(), cond(2)
+    c_copy = c.clone()
+    out = model.sample(class_labels=labels(2), cond=c, known=known.to(torch.uint8), known_mask=known_mask)
+    assert torch.equal(out[mask], x[mask])
+    # The sampler writes into its own canvas, never into the caller's tensors.
+    assert torch.equal(known, x) and torch.equal(known_mask, mask) and torch.equal(c, c_copy)
+    out2 = model.sample(class_labels=labels(2), cond=c, known=known, known_mask=known_mask)
+    assert torch.equal(known, x) and torch.equal(out2[mask], x[mask])
+
+
+def test_cond_at_another_resolution_is_resized(model):
+    # A coarse condition is resized (nearest) to the grid: same samples as the upsampled map.
+    coarse = cond(2)[:, :, ::2, ::2]  # (2, 2, 2, 2)
+    fine = coarse.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # (2, 2, 4, 4)
+    kw = dict(class_labels=labels(2))
+    assert torch.equal(
+        model.sample(**kw, cond=coarse, generator=seeded(0)), model.sample(**kw, cond=fine, generator=seeded(0))
+    )
