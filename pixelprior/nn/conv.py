@@ -94,12 +94,8 @@ class AnchoredConv2d(nn.Conv2d):
                 self.weight.mul_(self.mask)
         else:
             self.mask = None
-        # Rows below the anchor never contribute when they are fully masked (masked convolutions);
-        # single-pixel steps then read only the rows up to the anchor.
-        if self.mask is not None and not bool(self.mask[..., ai + 1 :, :].any()):
-            self._step_rows = ai + 1
-        else:
-            self._step_rows = kh
+        # Rows a single-pixel step reads (all of them here; causal masks zero every row below the anchor).
+        self._step_rows = kh
 
     def masked_weight(self) -> torch.Tensor:
         """The weight with the causal mask applied (the weight itself for shifted convolutions)."""
@@ -197,6 +193,8 @@ class MaskedConv2d(AnchoredConv2d):
         mask = causal_mask(kernel_size, mask_type, anchor=anchor, in_groups=in_groups, out_groups=out_groups)
         super().__init__(in_channels, out_channels, kernel_size, anchor=anchor, mask=mask, bias=bias)
         self.mask_type = mask_type
+        # A causal mask zeroes every row below the anchor: single-pixel steps read only the rows up to it.
+        self._step_rows = self.anchor[0] + 1
 
 
 class DownShiftedConv2d(AnchoredConv2d):
