@@ -9,6 +9,7 @@ from .models import (
     create_prior,
     list_priors,
 )
+from .pipelines import PixelPriorPipeline
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "GatedPixelCNN",
     "PixelCNN",
     "PixelCNNPlusPlus",
+    "PixelPriorPipeline",
     "PixelSNAIL",
     "create_prior",
     "list_priors",

@@ -6,6 +6,7 @@ papers' among them) with :func:`register_prior` at its bottom.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,11 +53,18 @@ def prior_config(name: str) -> tuple[type, dict[str, Any]]:
 def create_prior(name: str, **overrides: Any):
     """Build the registered configuration ``name``, with keyword ``overrides`` of its arguments.
 
+    Raises:
+        ValueError: for an unknown name or an argument the model's constructor does not take.
+
     Example:
         >>> from pixelprior import create_prior
         >>> model = create_prior("pixelcnn_mnist", hidden_channels=32, num_layers=2)
     """
     cls, config = prior_config(name)
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(overrides) - accepted)
+    if unknown:
+        raise ValueError(f"Expected arguments of {cls.__name__} among {sorted(accepted)}, got unknown {unknown}.")
     config.update(overrides)
     return cls(**config)
 
