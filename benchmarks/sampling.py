@@ -45,6 +45,7 @@ CONFIGS: dict[str, tuple[str, dict]] = {
         "pixelsnail_cifar10",
         dict(hidden_channels=32, num_layers=2, num_res_blocks=2, value_channels=16, sample_size=16),
     ),
+    "image_gpt": ("image_gpt_mnist", dict(sample_size=16, hidden_channels=32, num_layers=2)),
 }
 
 

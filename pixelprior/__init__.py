@@ -3,6 +3,7 @@
 from .models import (
     AutoregressivePrior,
     GatedPixelCNN,
+    ImageGPT,
     PixelCNN,
     PixelCNNPlusPlus,
     PixelSNAIL,
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AutoregressivePrior",
     "GatedPixelCNN",
+    "ImageGPT",
     "PixelCNN",
     "PixelCNNPlusPlus",
     "PixelPriorPipeline",

@@ -1,6 +1,7 @@
 """The models: the base class, the registry and one file per architecture."""
 
 from .gated_pixelcnn import GatedPixelCNN
+from .image_gpt import ImageGPT
 from .modeling_prior import AutoregressivePrior
 from .pixelcnn import PixelCNN
 from .pixelcnn_pp import PixelCNNPlusPlus
@@ -10,6 +11,7 @@ from .registry import create_prior, list_priors, prior_class, register_prior
 __all__ = [
     "AutoregressivePrior",
     "GatedPixelCNN",
+    "ImageGPT",
     "PixelCNN",
     "PixelCNNPlusPlus",
     "PixelSNAIL",

@@ -1,0 +1,362 @@
+"""Image GPT [1]: a GPT-2 decoder ([2]) over the raster sequence of values, with key/value caching for sampling.
+
+[1] M. Chen, A. Radford, R. Child, J. Wu, H. Jun, D. Luan, I. Sutskever. Generative Pretraining from Pixels.
+    ICML 2020. https://cdn.openai.com/papers/Generative_Pretraining_from_Pixels_V2.pdf
+[2] A. Radford, J. Wu, R. Child, D. Luan, D. Amodei, I. Sutskever. Language Models are Unsupervised Multitask
+    Learners. 2019. https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf
+
+**The sequence.** A ``(C, H, W)`` grid of values becomes a sequence of ``T = H W C`` values in raster order, the
+``C`` channels of a pixel consecutive (pixel-major, channel-minor: R -> G -> B within a pixel, the order of the
+categorical likelihood's ``channel_steps``): channel ``c`` of pixel ``(i, j)`` is position ``t = (i W + j) C + c``.
+Codes of a VQ-VAE, gray levels and palette colours (:class:`pixelprior.data.ColorPalette`, the 9-bit palette of
+[1]) are one value per pixel (``C = 1``).
+
+Architecture (``D = hidden_channels``):
+
+* **input**: the sequence shifted right by one position: position ``t`` reads the token embedding of value
+  ``t - 1``, position 0 a learned start token (one per class when ``num_classes`` is set: class conditioning);
+  plus a learned position embedding, plus (``cond_channels``) a linear projection of the condition at the pixel
+  of position ``t`` (the condition is fully observed, so this is causal);
+* ``num_layers`` **pre-norm blocks** ([2]): ``x + attn(LN(x))`` with causal multi-head self-attention
+  (:func:`torch.nn.functional.scaled_dot_product_attention`, ``is_causal=True``: position ``t`` attends to
+  positions ``<= t``, which hold values ``< t``), then ``x + MLP(LN(x))`` with a ``4 D`` GELU MLP;
+* a final LayerNorm and a linear head to ``num_values`` logits per position, laid out as the categorical
+  likelihood expects (the logits of channel ``c`` of pixel ``(i, j)`` are maps ``c K .. (c + 1) K - 1`` at
+  ``(i, j)``).
+
+LayerNorm normalizes each position on its own, so nothing mixes positions but the causal attention: position
+``t`` depends on every value ``< t`` (no blind spot) and on nothing else.
+
+**Encoded input.** :meth:`ImageGPT.encode_input` keeps the values as floats (``(B, C, H, W)``, integer-valued).
+The token embedding of a value ``v`` interpolates linearly between the embedding rows ``floor(v)`` and
+``floor(v) + 1``: at the integer values the model is given it *is* the lookup ``E[v]``, exactly, and it is
+differentiable in the encoded input, so the gradient tests of causality and of the receptive field see it.
+
+Initialization as GPT-2 / nanoGPT: normal(0, 0.02) weights, zero biases, the residual projections scaled by
+``1 / sqrt(2 num_layers)``.
+
+``num_layers`` is the number of transformer blocks (24 for iGPT-S).
+
+Einops letters: ``b`` batch, ``t`` sequence positions, ``h w`` grid rows and columns, ``c`` data channels, ``k``
+values, ``n`` heads, ``d`` channels per head, ``e`` condition channels, ``p`` pixels.
+
+NOTE: unlike [1], which is unconditional, class labels are supported as the start token and spatial conditions
+as a per-pixel bias of the input embeddings.
+NOTE: unlike [1], which models 32x32 CIFAR-10 and 32x32 / 48x48 / 64x64 ImageNet through a 9-bit palette only,
+any grid and ``C`` channels of any ``num_values`` are accepted (the sequence then has ``H W C`` positions).
+NOTE: unlike [1] (and [2]), the output head has no tie to the token embedding ([1] does not tie them either)
+and no bias; [1]'s sparse attention variants and BERT objective are not implemented.
+
+Cached sampling: each layer keeps preallocated key and value buffers ``(B, n, T, d)``. The step of position
+``t`` runs one position through every layer: it writes that position's key and value at index ``t`` and attends
+over indices ``0 .. t``, ``O(t)`` per layer. The sampler calls :meth:`ImageGPT.step` ``C`` times at each pixel
+(one per channel); call ``c`` commits position ``(i W + j) C + c``, whose input (value ``t - 1``) is final by then.
+So that a step returns the teacher-forced parameters of the whole pixel (the contract of ``step``), call ``c``
+also runs the later channels ``c + 1 .. C - 1`` of the pixel from the canvas as it stands; their keys and values
+are overwritten by later calls, and their logits, read from not-yet-drawn values while sampling, are never used
+by the sampler. This costs ``C (C + 1) / 2`` position evaluations per pixel instead of ``C`` (nothing extra for
+``C = 1``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import register_to_config
+from einops import rearrange, repeat
+from torch import nn
+
+from .modeling_prior import AutoregressivePrior
+from .registry import register_prior, register_prior_class
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention: position ``t`` attends to positions ``<= t``.
+
+    Args:
+        channels: ``D = n d``.
+        num_heads: ``n``.
+        dropout: dropout on the attention weights and on the output.
+
+    Shapes:
+        x: ``(b, t, D)`` -> ``(b, t, D)``
+    """
+
+    def __init__(self, channels: int, num_heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_heads, self.dropout_p = num_heads, dropout
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = rearrange(self.qkv(x), "b t (s n d) -> s b n t d", s=3, n=self.num_heads)
+        p = self.dropout_p if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (b, n, t, d)
+        return self.dropout(self.proj(rearrange(out, "b n t d -> b t (n d)")))
+
+    def step(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, t: int) -> torch.Tensor:
+        """Position ``t`` alone: write its key and value at index ``t`` of the buffers, attend over ``0 .. t``.
+
+        Shapes:
+            x: ``(b, D)``, keys, values: ``(b, n, T, d)`` -> ``(b, D)``
+        """
+        q, k, v = rearrange(self.qkv(x), "b (s n d) -> s b n d", s=3, n=self.num_heads)
+        keys[:, :, t], values[:, :, t] = k, v
+        out = F.scaled_dot_product_attention(q[:, :, None], keys[:, :, : t + 1], values[:, :, : t + 1])  # (b, n, 1, d)
+        return self.proj(rearrange(out, "b n 1 d -> b (n d)"))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block of GPT-2: ``x + attn(LN(x))``, then ``x + MLP(LN(x))`` (``4 D`` GELU MLP).
+
+    Args:
+        channels: ``D``.
+        num_heads: attention heads.
+        dropout: residual and attention dropout.
+
+    Shapes:
+        x: ``(b, t, D)`` -> ``(b, t, D)``
+    """
+
+    def __init__(self, channels: int, num_heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(channels)
+        self.attn = CausalSelfAttention(channels, num_heads, dropout)
+        self.norm2 = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, 4 * channels),
+            nn.GELU(),
+            nn.Linear(4 * channels, channels),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+    def step(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, t: int) -> torch.Tensor:
+        """The block at position ``t`` (see :meth:`CausalSelfAttention.step`).
+
+        Shapes:
+            x: ``(b, D)`` -> ``(b, D)``
+        """
+        x = x + self.attn.step(self.norm1(x), keys, values, t)
+        return x + self.mlp(self.norm2(x))
+
+
+@register_prior_class
+class ImageGPT(AutoregressivePrior):
+    """Image GPT of Chen et al. 2020: a GPT-2 decoder over the raster sequence of values (channels consecutive).
+
+    Args:
+        sample_size: ``int`` or ``(H, W)``.
+        in_channels: data channels ``C``; a pixel's channels are ``C`` consecutive positions (1 for codes and
+            palette colours, as [1]).
+        num_values: values per channel ``K`` (512 for [1]'s palette).
+        hidden_channels: ``D``, the width of the embeddings and of every block.
+        num_layers: number of transformer blocks.
+        num_heads: attention heads (``D`` divisible by it).
+        dropout: embedding, attention and residual dropout probability.
+        num_classes: class-conditional when an int (a start token per class).
+        cond_channels: spatially conditioned when an int (a projection of the condition added to the input
+            embeddings of each pixel's positions).
+        likelihood: ``"categorical"`` only.
+
+    Shapes:
+        x: ``(B, C, H, W)`` long -> params ``(B, C K, H, W)``
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        sample_size: int | tuple[int, int] = 32,
+        in_channels: int = 1,
+        num_values: int = 512,
+        hidden_channels: int = 512,
+        num_layers: int = 24,
+        num_heads: int = 8,
+        dropout: float = 0.0,
+        num_classes: int | None = None,
+        cond_channels: int | None = None,
+        likelihood: str = "categorical",
+    ) -> None:
+        super().__init__()
+        if likelihood != "categorical":
+            raise ValueError(
+                f"Expected likelihood='categorical': ImageGPT predicts one value per sequence position (a pixel's "
+                f"channels are separate positions), so a joint per-pixel likelihood does not apply; got "
+                f"{likelihood!r}."
+            )
+        self._init_prior(sample_size, in_channels, num_values, num_classes, cond_channels, likelihood)
+        for name, value in (
+            ("hidden_channels", hidden_channels),
+            ("num_layers", num_layers),
+            ("num_heads", num_heads),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"Expected {name} to be an int >= 1, got {value!r}.")
+        if hidden_channels % num_heads:
+            raise ValueError(f"Expected hidden_channels divisible by num_heads={num_heads}, got {hidden_channels}.")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"Expected dropout in [0, 1), got {dropout!r}.")
+        H, W = self.grid_size
+        D = hidden_channels
+        self.sequence_length = H * W * in_channels
+        self.token_embedding = nn.Embedding(num_values, D)
+        self.start_embedding = nn.Embedding(num_classes or 1, D)  # the start token, one per class
+        self.position_embedding = nn.Embedding(self.sequence_length, D)
+        self.cond_proj = nn.Linear(cond_channels, D) if cond_channels is not None else None
+        self.embedding_dropout = nn.Dropout(dropout)  # not self.dropout: the config's float would shadow it
+        self.blocks = nn.ModuleList(Block(D, num_heads, dropout) for _ in range(num_layers))
+        self.norm = nn.LayerNorm(D)
+        self.head = nn.Linear(D, num_values, bias=False)
+        self._init_weights(num_layers)
+
+    def _init_weights(self, num_layers: int) -> None:
+        # GPT-2 / nanoGPT: N(0, 0.02), zero biases, residual projections scaled by 1 / sqrt(2 num_layers).
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        for block in self.blocks:
+            for proj in (block.attn.proj, block.mlp[2]):
+                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * num_layers))
+
+    # ------------------------------------------------------------------------------------------------- input
+    def encode_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The values as floats (integer-valued); the token embedding is taken in :meth:`embed_values`.
+
+        Shapes:
+            x: ``(B, C, h, w)`` long -> ``(B, C, h, w)`` float of the model's dtype
+        """
+        return x.to(self.dtype)
+
+    def embed_values(self, v: torch.Tensor) -> torch.Tensor:
+        """Token embedding of integer-valued floats: exactly ``E[v]``, differentiable in ``v``.
+
+        Linear interpolation between the rows ``floor(v)`` and ``floor(v) + 1`` (the last row pairs with the one
+        before it); at an integer ``v`` one weight is exactly 1 and the other exactly 0.
+
+        Shapes:
+            v: ``(...)`` float -> ``(..., D)``
+        """
+        low = v.detach().floor().clamp(0, self.num_values - 2)
+        frac = (v - low).unsqueeze(-1)  # 0 at v = low, 1 at v = low + 1
+        low = low.long()
+        weight = self.token_embedding.weight
+        return (1 - frac) * F.embedding(low, weight) + frac * F.embedding(low + 1, weight)
+
+    def _start(self, class_labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+        """The start token of each sample: its class's, or the single learned one.
+
+        Shapes:
+            -> ``(B, D)``
+        """
+        if class_labels is None:
+            return self.start_embedding.weight[0].expand(batch_size, -1)
+        return self.start_embedding(class_labels)
+
+    def _cond_features(self, cond: torch.Tensor | None) -> torch.Tensor | None:
+        """Shapes: cond ``(B, e, H, W)`` -> ``(B, H W, D)`` (one row per pixel, raster order)."""
+        if self.cond_proj is None:
+            return None
+        return self.cond_proj(rearrange(cond, "b e h w -> b (h w) e"))
+
+    # ----------------------------------------------------------------------------------------------- network
+    def compute_params(
+        self, h: torch.Tensor, class_labels: torch.Tensor | None, cond: torch.Tensor | None
+    ) -> torch.Tensor:
+        B, C, H, W = h.shape
+        values = rearrange(h, "b c h w -> b (h w c)")  # (B, T): position t = (i W + j) C + c
+        # Shift right: position t reads value t - 1, position 0 the start token.
+        x = torch.cat([self._start(class_labels, B)[:, None], self.embed_values(values[:, :-1])], 1)  # (B, T, D)
+        x = x + self.position_embedding.weight
+        features = self._cond_features(cond)
+        if features is not None:
+            x = x + repeat(features, "b p d -> b (p c) d", c=C)  # each pixel's condition on its C positions
+        x = self.embedding_dropout(x)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.norm(x))  # (B, T, K)
+        return rearrange(logits, "b (h w c) k -> b (c k) h w", h=H, w=W, c=C)
+
+    # -------------------------------------------------------------------------------------- cached sampling
+    def init_cache(
+        self, batch_size: int, class_labels: torch.Tensor | None, cond: torch.Tensor | None
+    ) -> dict[str, Any]:
+        B, T, D = batch_size, self.sequence_length, self.config.hidden_channels
+        n = self.config.num_heads
+        kv = dict(device=self.device, dtype=self.dtype)
+        return {
+            "start": self._start(class_labels, B),  # (B, D)
+            "cond": self._cond_features(cond),  # (B, H W, D) or None
+            "keys": [torch.zeros(B, n, T, D // n, **kv) for _ in self.blocks],
+            "values": [torch.zeros(B, n, T, D // n, **kv) for _ in self.blocks],
+            "length": 0,  # positions 0 .. length - 1 are committed (their keys and values are final)
+            "params": torch.zeros(B, self.distribution.num_params, **kv),  # the current pixel's logits
+        }
+
+    def _position(self, cache: dict[str, Any], h: torch.Tensor, t: int) -> torch.Tensor:
+        """The logits of position ``t``; writes its keys and values at index ``t``.
+
+        Shapes:
+            h: ``(B, C, H, W)`` -> ``(B, K)``
+        """
+        C, W = self.in_channels, self.grid_size[1]
+        if t == 0:
+            x = cache["start"]
+        else:
+            i, j = divmod((t - 1) // C, W)
+            x = self.embed_values(h[:, (t - 1) % C, i, j])  # value t - 1: channel (t - 1) % C of its pixel
+        x = x + self.position_embedding.weight[t]
+        if cache["cond"] is not None:
+            x = x + cache["cond"][:, t // C]
+        for block, keys, values in zip(self.blocks, cache["keys"], cache["values"], strict=True):
+            x = block.step(x, keys, values, t)
+        return self.head(self.norm(x))
+
+    def step(self, cache: dict[str, Any], h: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        C, K, W = self.in_channels, self.num_values, self.grid_size[1]
+        first = (i * W + j) * C  # position of channel 0 of pixel (i, j)
+        c = cache["length"] - first  # the channel step the sampler is on
+        if not 0 <= c < C:
+            raise RuntimeError(
+                f"Expected steps in raster order, {C} per pixel: got pixel ({i}, {j}) after {cache['length']} "
+                f"committed positions."
+            )
+        # Channel c is final input-wise; channels c + 1 .. C - 1 are run on the canvas as it stands (see the module
+        # docstring) and redone by the next steps; channels < c keep the logits of their own steps.
+        for t in range(first + c, first + C):
+            cache["params"][:, (t - first) * K : (t - first + 1) * K] = self._position(cache, h, t)
+        cache["length"] = first + c + 1
+        return cache["params"].clone()  # (B, C K)
+
+
+register_prior(
+    "image_gpt_mnist",
+    ImageGPT,
+    "Image GPT on binarized MNIST (1x28x28, 2 values; a 784-position sequence): 8 blocks of width 128, 4 heads.",
+    sample_size=28,
+    in_channels=1,
+    num_values=2,
+    hidden_channels=128,
+    num_layers=8,
+    num_heads=4,
+)
+register_prior(
+    "image_gpt_s_cifar10",
+    ImageGPT,
+    "iGPT-S of [1] on CIFAR-10 through the 9-bit colour palette (1x32x32, 512 values: pixelprior.data.ColorPalette): "
+    "24 blocks of width 512, 8 heads (76M parameters).",
+    sample_size=32,
+    in_channels=1,
+    num_values=512,
+    hidden_channels=512,
+    num_layers=24,
+    num_heads=8,
+)
