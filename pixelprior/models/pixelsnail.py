@@ -95,6 +95,8 @@ from ..nn import (
     DownRightShiftedConv2d,
     DownShiftedConv2d,
     KeyValueCache,
+    bias_at,
+    bias_row,
     causal_attention,
     concat_elu,
     down_shift,
@@ -634,23 +636,11 @@ class _ResidualStep:
         if buffers:
             self.inp = w.new_zeros(batch_size, block.conv1.in_channels, *grid)
             self.mid = w.new_zeros(batch_size, block.conv2.in_channels, *grid)
-        # Conditioning bias: the class embedding once, the projection of the condition features per pixel / row.
-        cb = block.cond_bias
-        self.label_bias = cb.embed(class_labels) if cb.embed is not None else None  # (B, 2c)
-        self.cond = cond if cb.proj is not None else None
-        self.proj = (cb.proj.weight.flatten(1), cb.proj.bias) if cb.proj is not None else None
+        # Conditioning bias of the whole grid, computed once (the same module the teacher-forced forward calls).
+        self.bias = block.cond_bias(class_labels, cond)  # (B, 2c, H, W), (B, 2c, 1, 1) or None
 
     def _bias(self, i: int, j: int | None) -> torch.Tensor | float:
-        bias = 0.0
-        if self.label_bias is not None:
-            bias = self.label_bias if j is not None else self.label_bias[:, :, None]
-        if self.cond is not None:
-            weight, b = self.proj
-            if j is not None:
-                bias = bias + F.linear(self.cond[:, :, i, j], weight, b)  # (B, 2c)
-            else:
-                bias = bias + torch.einsum("bcw,oc->bow", self.cond[:, :, i], weight) + b[:, None]  # (B, 2c, W)
-        return bias
+        return bias_row(self.bias, i) if j is None else bias_at(self.bias, i, j)
 
     @staticmethod
     def _gate(x: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
