@@ -136,10 +136,10 @@ class ConvStep:
         return F.linear(patch.flatten(1), self.flat, self.bias)
 
     def point(self, v: torch.Tensor) -> torch.Tensor:
-        """Output of a 1x1 convolution at one pixel from the input at that pixel.
+        """Output of a 1x1 convolution from the input at the same pixel(s), channels last.
 
         Shapes:
-            v: ``(B, in)`` -> ``(B, out)``
+            v: ``(..., in)`` -> ``(..., out)`` (one pixel ``(B, in)``, or a row laid out ``(B, W, in)``)
         """
         if self.kernel_size != (1, 1):
             raise ValueError(f"Expected a 1x1 convolution for a per-pixel step, got kernel {self.kernel_size}.")
