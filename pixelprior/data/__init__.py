@@ -1,8 +1,23 @@
-"""Datasets of integer grids: the built-in ``mnist5k`` digits, the name-based :func:`load_dataset`, and the colour
-palette transform (:class:`ColorPalette`)."""
+"""Datasets of integer grids: :func:`load_dataset` (built-in ``mnist5k`` and ``digits``, image folders, ``hf:``,
+``torchvision:`` and ``codes:`` sources), and the colour palette transform (:class:`ColorPalette`)."""
 
-from .datasets import DATASETS, GridDataset, list_datasets, load_dataset
+from .codes import codes_metadata, encode_dataset, encode_to_file, load_codes, save_codes
+from .datasets import DATASETS, DatasetSpec, GridDataset, list_datasets, load_dataset, parse_dataset
 from .mnist import load_mnist5k
 from .palette import ColorPalette
 
-__all__ = ["DATASETS", "ColorPalette", "GridDataset", "list_datasets", "load_dataset", "load_mnist5k"]
+__all__ = [
+    "DATASETS",
+    "ColorPalette",
+    "DatasetSpec",
+    "GridDataset",
+    "codes_metadata",
+    "encode_dataset",
+    "encode_to_file",
+    "list_datasets",
+    "load_codes",
+    "load_dataset",
+    "load_mnist5k",
+    "parse_dataset",
+    "save_codes",
+]

@@ -3,7 +3,14 @@
 from .base import Likelihood, uniform
 from .categorical import CategoricalLikelihood
 from .logistic_mixture import LogisticMixtureLikelihood
-from .quantization import binarize, bins_to_images, bins_to_input, images_to_bins, input_to_bins
+from .quantization import (
+    binarize,
+    bins_to_images,
+    bins_to_input,
+    images_to_bins,
+    input_to_bins,
+    reduce_bit_depth,
+)
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {
     "categorical": CategoricalLikelihood,
@@ -34,5 +41,6 @@ __all__ = [
     "get_likelihood",
     "images_to_bins",
     "input_to_bins",
+    "reduce_bit_depth",
     "uniform",
 ]

@@ -8,7 +8,10 @@ Bins are integers in ``[0, num_values)``. Two conversions exist, each in exactly
 * :func:`images_to_bins` / :func:`bins_to_images`: float images in ``[0, 1]`` <-> bins, by *rounding*
   (``round(v * (num_values - 1))``), never truncation: truncating would put most levels in the wrong bin.
 
-:func:`binarize` thresholds images for binary models (``num_values = 2``).
+:func:`binarize` thresholds images for binary models (``num_values = 2``); :func:`reduce_bit_depth` maps 8-bit bins
+to ``n``-bit bins (``num_values = 2**n``) by ``floor(x / 2**(8 - n))``, the reduction of Glow and PixelCNN++'s
+5-bit experiments. It is not a float truncation: each ``n``-bit bin collects exactly ``2**(8 - n)`` consecutive 8-bit
+levels, an equal share, whereas rounding would give the two edge bins half a share each.
 """
 
 from __future__ import annotations
@@ -87,3 +90,33 @@ def binarize(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """
     _check_images(images)
     return (images >= threshold).long()
+
+
+def reduce_bit_depth(x: torch.Tensor, num_bits: int, from_bits: int = 8) -> torch.Tensor:
+    """Requantize ``from_bits``-bit bins to ``num_bits``-bit bins: ``floor(x / 2**(from_bits - num_bits))``.
+
+    Every ``num_bits``-bit bin holds ``2**(from_bits - num_bits)`` consecutive input levels (the reduction of Glow
+    and PixelCNN++); ``num_bits = 1`` equals :func:`binarize` of the images at 0.5. The dtype is kept (uint8 stays
+    uint8).
+
+    Raises:
+        ValueError: if ``x`` is not an integer tensor with values in ``[0, 2**from_bits)``, or ``num_bits`` is not an
+            int in ``[1, from_bits]``.
+
+    Shapes:
+        x: ``(...)`` integer -> ``(...)`` same dtype, values in ``[0, 2**num_bits)``
+
+    Example:
+        >>> reduce_bit_depth(torch.tensor([0, 7, 8, 255]), num_bits=5)
+        tensor([ 0,  0,  1, 31])
+    """
+    if not isinstance(from_bits, int) or isinstance(from_bits, bool) or from_bits < 1:
+        raise ValueError(f"Expected from_bits to be a positive int, got {from_bits!r}.")
+    if not isinstance(num_bits, int) or isinstance(num_bits, bool) or not 1 <= num_bits <= from_bits:
+        raise ValueError(f"Expected num_bits to be an int in [1, {from_bits}], got {num_bits!r}.")
+    if torch.is_floating_point(x) or x.dtype == torch.bool:
+        raise ValueError(f"Expected an integer tensor of {from_bits}-bit bins, got dtype {x.dtype}.")
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= 2**from_bits):
+        got = f"[{int(x.min())}, {int(x.max())}]"
+        raise ValueError(f"Expected {from_bits}-bit bins in [0, {2**from_bits}), got values in {got}.")
+    return torch.div(x, 2 ** (from_bits - num_bits), rounding_mode="floor")
