@@ -1,13 +1,17 @@
 """Training speed: images/s and peak memory of a full training step (forward, loss, backward, Adam).
 
 For each registered configuration (the papers' sizes by default) and each requested variant (fp32, bf16
-autocast, channels_last, torch.compile), runs a few warm-up steps then times ``--steps`` steps on random
-data of the model's shape and prints a table.
+autocast, channels_last, torch.compile, gradient checkpointing ``ckpt``), runs a few warm-up steps then times
+``--steps`` steps on random data of the model's shape and prints a table. Peak memory is the CUDA allocator's
+peak on a GPU; on the CPU it is the peak resident set size of a fresh process per row (``--isolate``, the default
+there), which includes the Python and torch runtime (about 0.3-0.5 GiB).
 
 Usage:
     python benchmarks/training.py --models pixelcnn_pp_cifar10 pixelsnail_vqvae2_top --device cuda \\
         --variants fp32 bf16 bf16+channels_last bf16+compile
     python benchmarks/training.py --models pixelcnn_mnist --device cpu --batch_size 16 --steps 3   # smoke run
+    python benchmarks/training.py --device cpu --batch_size 8 --steps 3 --warmup 1 \
+        --model_kwargs '{"hidden_channels": 32, "num_layers": 2}' --variants fp32 bf16 fp32+ckpt   # CPU, shrunk
 
 Batch sizes default to the references' (64 for CIFAR-10 pixel models, 32 for the VQ-VAE-2 priors).
 """
@@ -16,6 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
+import subprocess
+import sys
 import time
 
 import torch
@@ -24,7 +32,16 @@ from pixelprior import create_prior, list_priors
 from pixelprior.models.registry import prior_config
 
 DEFAULT_BATCH = {"pixelsnail_vqvae2_top": 32, "pixelsnail_vqvae2_bottom": 32}
-VARIANTS = ("fp32", "bf16", "fp32+channels_last", "bf16+channels_last", "fp32+compile", "bf16+compile")
+VARIANTS = (
+    "fp32",
+    "bf16",
+    "fp32+channels_last",
+    "bf16+channels_last",
+    "fp32+compile",
+    "bf16+compile",
+    "fp32+ckpt",
+    "bf16+ckpt",
+)
 
 
 def random_batch(model, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -45,6 +62,10 @@ def bench(
     model = create_prior(name, **overrides).to(device).train()
     if "channels_last" in variant:
         model = model.to(memory_format=torch.channels_last)
+    if "ckpt" in variant:
+        from pixelprior.training import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     loss_fn = torch.compile(model.loss) if "compile" in variant else model.loss
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in variant)
@@ -70,7 +91,10 @@ def bench(
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**30
+    else:  # the process's peak resident set (Linux: KiB); meaningful per row only in a fresh process
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {
         "model": name,
         "variant": variant,
@@ -80,6 +104,18 @@ def bench(
         "peak_GiB": peak,
         "loss_bpd": loss,
     }
+
+
+def _isolated_row(name: str, variant: str, batch_size: int, args: argparse.Namespace) -> dict:
+    """One row measured in a fresh Python process (its peak memory is then the row's own)."""
+    argv = [sys.executable, os.path.abspath(__file__), "--_row", name, variant, "--batch_size", str(batch_size)]
+    argv += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
+    argv += ["--model_kwargs", args.model_kwargs]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    rows = [line[4:] for line in done.stdout.splitlines() if line.startswith("ROW ")]
+    if done.returncode != 0 or not rows:
+        raise RuntimeError(done.stderr.strip() or "no result")
+    return json.loads(rows[-1])
 
 
 def main() -> None:
@@ -92,7 +128,29 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run each row in a fresh process (default: on CPU, where peak memory is the process's peak RSS)",
+    )
+    parser.add_argument("--_row", nargs=2, default=None, help=argparse.SUPPRESS)  # internal: one row, JSON out
     args = parser.parse_args()
+    if args._row is not None:
+        name, variant = args._row
+        batch_size = args.batch_size or DEFAULT_BATCH.get(name, 64)
+        row = bench(
+            name,
+            variant,
+            batch_size,
+            args.steps,
+            args.warmup,
+            torch.device(args.device),
+            json.loads(args.model_kwargs),
+        )
+        print("ROW " + json.dumps(row))
+        return
+    isolate = args.isolate if args.isolate is not None else args.device == "cpu"
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -110,9 +168,17 @@ def main() -> None:
         for variant in args.variants:
             batch_size = args.batch_size or DEFAULT_BATCH.get(name, 64)
             try:
-                row = bench(name, variant, batch_size, args.steps, args.warmup, device, json.loads(args.model_kwargs))
+                if isolate:
+                    row = _isolated_row(name, variant, batch_size, args)
+                else:
+                    row = bench(
+                        name, variant, batch_size, args.steps, args.warmup, device, json.loads(args.model_kwargs)
+                    )
             except torch.OutOfMemoryError:
                 print(f"{name:<26} {variant:<20} out of memory at batch {batch_size}")
+                continue
+            except RuntimeError as error:
+                print(f"{name:<26} {variant:<20} failed: {str(error).splitlines()[-1][:60]}")
                 continue
             rows.append(row)
             print(

@@ -30,6 +30,7 @@ def test_train_then_sample(tmp_path):
     trained = _run(
         "train", "--model", "pixelcnn_mnist", "--model_kwargs", TINY, "--dataset", "mnist5k", "--binarize",
         "--output_dir", str(out), "--max_steps", "5", "--batch_size", "8", "--learning_rate", "2e-3", "--seed", "1",
+        "--max_train_samples", "200", "--max_eval_samples", "100",
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr
     for line in ("train bits/dim:", "test bits/dim:", "test NLL:", "nats/image"):
@@ -60,7 +61,12 @@ def test_bad_model_is_a_clear_error(capsys):
         (["train", "--model", "pixelcnn_mnist", "--output_dir", "o", "--model_kwargs", "[1]"], "JSON object"),
         (["train", "--model", "pixelcnn_mnist", "--output_dir", "o", "--max_steps", "0"], "positive integer"),
         (["train", "--model", "pixelcnn_mnist", "--output_dir", "o", "--learning_rate", "-1"], "positive number"),
-        (["train", "--model", "pixelcnn_mnist", "--output_dir", "o", "--dataset", "imagenet"], "mnist5k"),
+        (["train", "--output_dir", "o"], "one of --model or --model_config"),
+        (["train", "--model", "pixelcnn_mnist", "--model_config", "c.json", "--output_dir", "o"], "one of --model"),
+        (["train", "--model", "pixelcnn_mnist", "--output_dir", "o", "--lr_schedule", "linear"], "invalid choice"),
+        (["train", "--model", "pixelcnn_mnist", "--output_dir", "o", "--mixed_precision", "fp8"], "invalid choice"),
+        (["train", "--model", "pixelcnn_mnist", "--output_dir", "o", "--logger", "wandb"], "invalid choice"),
+        (["train", "--model", "pixelcnn_mnist", "--output_dir", "o", "--lr_warmup_steps", "-1"], "integer >= 0"),
         (["sample", "--pipeline", "does/not/exist", "--output", "g.png"], "model_index.json"),
     ],
 )
@@ -76,6 +82,28 @@ def test_value_mismatch_says_what_to_pass(tmp_path, capsys):
     code = main(["train", "--model", "pixelcnn_mnist", "--model_kwargs", TINY, "--output_dir", str(tmp_path)])
     assert code == 2
     assert "pass --binarize" in capsys.readouterr().err
+
+
+def test_unknown_dataset_is_a_usage_error(capsys):
+    argv = ["train", "--model", "pixelcnn_mnist", "--output_dir", "unused", "--dataset", "no/such/folder"]
+    assert main(argv) == 2
+    assert "pixelprior train: error: Expected" in capsys.readouterr().err
+
+
+def test_model_config_and_nonfinite_exit_status(tmp_path, capsys):
+    # --model_config takes a saved prior's config.json; a NaN loss (lr 1e30) exits with status 1 naming the step.
+    prior = create_prior("pixelcnn_mnist", hidden_channels=4, num_layers=1, sample_size=8)
+    prior.save_pretrained(tmp_path / "saved")
+    base = ["train", "--model_config", str(tmp_path / "saved" / "config.json"), "--dataset", "digits", "--binarize"]
+    base += ["--max_steps", "3", "--batch_size", "4", "--max_eval_samples", "8", "--logger", "none"]
+    assert main([*base, "--output_dir", str(tmp_path / "ok")]) == 0
+    assert PixelPriorPipeline.from_pretrained(tmp_path / "ok").prior.config.hidden_channels == 4
+    assert main([*base, "--output_dir", str(tmp_path / "nan"), "--learning_rate", "1e30"]) == 1
+    assert "Non-finite training loss at step 2" in capsys.readouterr().err
+    with open(tmp_path / "bad.json", "w") as f:
+        json.dump({"hidden_channels": 4}, f)
+    assert main(["train", "--model_config", str(tmp_path / "bad.json"), "--output_dir", str(tmp_path / "x")]) == 2
+    assert "_class_name" in capsys.readouterr().err
 
 
 def test_sample_class_conditional(tmp_path, capsys):

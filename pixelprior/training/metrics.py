@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from accelerate import Accelerator
@@ -18,6 +19,7 @@ def evaluate(
     dataset: GridDataset,
     batch_size: int = 250,
     accelerator: Accelerator | None = None,
+    bits_per_dim: Callable[..., torch.Tensor] | None = None,
 ) -> float:
     """Mean bits per dimension of ``prior`` over every image of ``dataset``: exact, no sampling, no subset.
 
@@ -29,7 +31,10 @@ def evaluate(
         dataset: integer grids, with class labels when the prior is class-conditional.
         batch_size: images per forward pass (per process).
         accelerator: shares the work between processes when given.
+        bits_per_dim: computes ``(B,)`` bits/dim from ``(x, class_labels=...)`` instead of ``prior.bits_per_dim``
+            (e.g. the FSDP-wrapped model, whose parameters the unwrapped prior only holds shards of).
     """
+    bits_per_dim = bits_per_dim if bits_per_dim is not None else prior.bits_per_dim
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     if accelerator is not None:
         loader = accelerator.prepare_data_loader(loader)
@@ -39,7 +44,7 @@ def evaluate(
         values = []
         for batch in loader:
             labels = batch.get("class_labels") if prior.num_classes is not None else None
-            bpd = prior.bits_per_dim(batch["x"], class_labels=labels)  # (B,)
+            bpd = bits_per_dim(batch["x"], class_labels=labels)  # (B,)
             values.append(accelerator.gather_for_metrics(bpd) if accelerator is not None else bpd)
     finally:
         prior.train(was_training)

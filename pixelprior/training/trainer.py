@@ -1,39 +1,68 @@
 """The Accelerate training loop behind ``pixelprior train``.
 
-One code path for one CPU, several CPU processes and several GPUs: ``accelerate launch`` decides, this file
-does not. The model is built by registry name (``create_prior``), trained with Adam on the loss every prior
-defines (mean bits per dimension), evaluated exactly on the whole train and test splits, and saved as a
-:class:`~pixelprior.pipelines.PixelPriorPipeline` folder, with the measured numbers and the configuration in
-``train_results.json`` beside it.
+One code path for one CPU, several CPU processes, one or many GPUs and several nodes: ``accelerate launch``
+decides, this file does not. The model is built by registry name (``create_prior``) or from a ``config.json``,
+trained with Adam on the loss every prior defines (mean bits per dimension) under the learning-rate schedule of
+``schedules.py``, evaluated exactly on the whole test split every ``eval_steps`` and on both splits at the end,
+previewed through the pipeline every ``sample_steps``, checkpointed atomically every ``checkpointing_steps``, and
+saved as a :class:`~pixelprior.pipelines.PixelPriorPipeline` (or, for ``codes:`` data, a ``VQPriorPipeline``)
+folder, with the measured numbers and the configuration in ``train_results.json`` beside it.
+
+Exact resumption: everything a step depends on is in the checkpoint or a pure function of the step — the weights,
+Adam's moments, the EMA, the RNG states (dropout) are saved; the learning rate (``schedules.py``) and the data
+position (``sampler.py``: micro-batch ``step * gradient_accumulation_steps`` of a seeded order) follow from the
+step. So ``N`` steps straight and ``k`` steps + resume + ``N - k`` steps give the same weights.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
-from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ..data import GridDataset, load_dataset
 from ..models import AutoregressivePrior, create_prior
-from ..pipelines import PixelPriorPipeline
+from .checkpoint import (
+    begin_checkpoint,
+    checkpoint_step,
+    commit_checkpoint,
+    latest_checkpoint,
+    prune_checkpoints,
+    remove_leftovers,
+    resolve_resume,
+)
 from .config import TrainConfig
+from .ema import EMA
+from .gradient_checkpointing import enable_gradient_checkpointing
+from .loggers import MetricsLogger, check_logger_available
 from .metrics import evaluate, nats_per_image
+from .sampler import ShardedBatchSampler
+from .schedules import lr_factor
 
 RESULTS_FILE = "train_results.json"
+TRAINER_STATE_FILE = "trainer_state.json"
+EMA_FILE = "ema.safetensors"
+CODES_PREFIX = "codes:"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss was NaN or infinite at a step (and ``--skip_nonfinite`` was not given)."""
 
 
 @dataclass
 class TrainResult:
-    """What a run measured: exact bits/dim over each split, and nats per image for binary data."""
+    """What a run measured: exact bits/dim over each split, nats per image for binary data, and its counters."""
 
     steps: int
     train_bits_per_dim: float
@@ -42,38 +71,79 @@ class TrainResult:
     test_nll_nats: float | None
     seconds: float
     output_dir: str
+    nonfinite_steps: int = 0
+    resumed_from: str | None = None
+    images_per_second: float | None = None
 
 
 class PriorObjective(nn.Module):
     """The prior's loss (mean bits/dim) as a module's ``forward``.
 
-    DistributedDataParallel synchronizes gradients of what runs through the wrapped module's ``forward``;
-    a prior's ``forward`` returns distribution parameters, so the loss is wrapped as the forward instead.
+    DistributedDataParallel (and FSDP) synchronize what runs through the wrapped module's ``forward``; a prior's
+    ``forward`` returns distribution parameters, so the loss is wrapped as the forward instead. ``per_image=True``
+    gives each image's bits/dim (evaluation through the wrapped model).
 
     Shapes:
-        x: ``(B, C, H, W)`` long, class_labels: ``(B,)`` or None -> ``()``
+        x: ``(B, C, H, W)`` long, class_labels: ``(B,)`` or None -> ``()``, or ``(B,)`` with ``per_image``
     """
 
     def __init__(self, prior: AutoregressivePrior) -> None:
         super().__init__()
         self.prior = prior
 
-    def forward(self, x: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, class_labels: torch.Tensor | None = None, per_image: bool = False
+    ) -> torch.Tensor:
+        if per_image:
+            return self.prior.bits_per_dim(x, class_labels=class_labels)
         return self.prior.loss(x, class_labels=class_labels)
 
 
+def _read_model_config(path: str) -> dict[str, Any]:
+    file = os.path.join(path, "config.json") if os.path.isdir(path) else path
+    if not os.path.isfile(file):
+        raise ValueError(f"Expected --model_config to be a JSON file or a folder with a config.json, got {path!r}.")
+    with open(file) as f:
+        try:
+            config = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"Expected a JSON object in {file!r}, got invalid JSON ({error}).") from None
+    if not isinstance(config, dict) or "_class_name" not in config:
+        raise ValueError(f"Expected a JSON object with a '_class_name' in {file!r}, got {str(config)[:80]!r}.")
+    return config
+
+
 def build_prior(config: TrainConfig) -> AutoregressivePrior:
-    """``create_prior(config.model, **config.model_kwargs)`` (unknown keys are a ``ValueError`` there)."""
-    return create_prior(config.model, **config.model_kwargs)
+    """The untrained model: ``create_prior(config.model, **config.model_kwargs)``, or the class and arguments of
+    ``config.model_config`` (a saved ``config.json``) overridden by ``config.model_kwargs``.
+
+    Unknown argument names are a ``ValueError``.
+    """
+    if config.model is not None:
+        return create_prior(config.model, **config.model_kwargs)
+    import inspect
+
+    from ..models.registry import prior_class
+
+    saved = _read_model_config(config.model_config)
+    cls = prior_class(saved["_class_name"])
+    kwargs = {k: v for k, v in saved.items() if not k.startswith("_")}
+    kwargs.update(config.model_kwargs)
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ValueError(f"Expected arguments of {cls.__name__} among {sorted(accepted)}, got unknown {unknown}.")
+    return cls(**kwargs)
 
 
 def check_data_matches_model(prior: AutoregressivePrior, dataset: GridDataset, config: TrainConfig) -> None:
     """Raise a ValueError saying what to pass when the data and the model disagree on their grids or values."""
+    model = config.model_name
     model_grid = (prior.in_channels, *prior.grid_size)
     data_grid = (dataset.in_channels, *dataset.sample_size)
     if model_grid != data_grid:
         raise ValueError(
-            f"Expected model {config.model!r} to model {config.dataset!r} grids of shape (C, H, W) = {data_grid}, "
+            f"Expected model {model!r} to model {config.dataset!r} grids of shape (C, H, W) = {data_grid}, "
             f'got a model of {model_grid}. Pass --model_kwargs \'{{"in_channels": {data_grid[0]}, '
             f'"sample_size": [{data_grid[1]}, {data_grid[2]}]}}\'.'
         )
@@ -87,12 +157,12 @@ def check_data_matches_model(prior: AutoregressivePrior, dataset: GridDataset, c
         what = "binarized" if config.binarize else "unbinarized"
         raise ValueError(
             f"Expected a model with num_values={dataset.num_values} for {what} {config.dataset!r}, got model "
-            f"{config.model!r} with num_values={prior.num_values}: {fix}."
+            f"{model!r} with num_values={prior.num_values}: {fix}."
         )
     if prior.num_classes is not None:
         if dataset.labels is None:
             raise ValueError(
-                f"Expected labelled data for class-conditional model {config.model!r}, but {config.dataset!r} has "
+                f"Expected labelled data for class-conditional model {model!r}, but {config.dataset!r} has "
                 "no labels. Pass --model_kwargs '{\"num_classes\": null}'."
             )
         if dataset.num_classes is not None and dataset.num_classes > prior.num_classes:
@@ -102,9 +172,21 @@ def check_data_matches_model(prior: AutoregressivePrior, dataset: GridDataset, c
             )
 
 
-def _forever(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
-    while True:
-        yield from loader
+def load_splits(config: TrainConfig) -> tuple[GridDataset, GridDataset]:
+    """The train and test splits of ``config.dataset`` (with ``--resolution``, ``--num_bits``, ``--data_dir``)."""
+    kwargs: dict[str, Any] = {"binarize": config.binarize}
+    if config.resolution is not None:
+        kwargs["resolution"] = config.resolution
+    if config.num_bits is not None:
+        kwargs["num_bits"] = config.num_bits
+    if config.data_dir is not None:
+        kwargs["data_dir"] = config.data_dir
+    return load_dataset(config.dataset, "train", **kwargs), load_dataset(config.dataset, "test", **kwargs)
+
+
+def _first(dataset: Dataset, n: int | None) -> Dataset:
+    """The first ``n`` items of ``dataset`` (all of them when ``n`` is None or larger)."""
+    return dataset if n is None or n >= len(dataset) else Subset(dataset, range(n))
 
 
 def _launched_on_cpu_only() -> bool:
@@ -118,70 +200,340 @@ def _launched_on_cpu_only() -> bool:
     return world_size > 1 and not has_accelerator
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train ``config.model`` on ``config.dataset`` and save the pipeline in ``config.output_dir``.
+class Trainer:
+    """One training run of ``config``: ``Trainer(config).run()`` is :func:`train`.
 
-    Every process returns the same :class:`TrainResult`; only the main process prints and writes.
+    After :meth:`run`, ``trainer.prior`` holds the trained (raw, not averaged) weights of this process and
+    ``trainer.ema`` the average, if any.
     """
-    accelerator = Accelerator(cpu=_launched_on_cpu_only())
-    set_seed(config.seed)
-    train_set = load_dataset(config.dataset, "train", binarize=config.binarize)
-    test_set = load_dataset(config.dataset, "test", binarize=config.binarize)
-    prior = build_prior(config)
-    check_data_matches_model(prior, train_set, config)
-    conditional = prior.num_classes is not None
 
-    objective = PriorObjective(prior)
-    optimizer = torch.optim.Adam(objective.parameters(), lr=config.learning_rate)
-    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=True)
-    objective, optimizer, loader = accelerator.prepare(objective, optimizer, loader)
-    if accelerator.is_main_process:
-        num_params = sum(p.numel() for p in prior.parameters())
-        accelerator.print(
-            f"Training {config.model} ({type(prior).__name__}, {num_params:,} parameters) on {config.dataset}"
-            f"{' (binarized)' if config.binarize else ''}: {len(train_set)} train / {len(test_set)} test images, "
-            f"{config.max_steps} steps of {config.batch_size} x {accelerator.num_processes} process(es)."
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        check_logger_available(config.logger)
+        self.accelerator = Accelerator(
+            cpu=_launched_on_cpu_only(),
+            mixed_precision=config.mixed_precision,
+            log_with="tensorboard" if config.logger == "tensorboard" else None,
+            project_dir=os.path.join(config.output_dir, "logs"),
+            dynamo_backend="inductor" if config.compile else None,
+        )
+        self.fsdp = self.accelerator.distributed_type == DistributedType.FSDP
+        if self.fsdp and config.use_ema:
+            raise ValueError("Expected no --use_ema with FSDP (the EMA keeps full weights), got both.")
+        set_seed(config.seed)
+        train_set, test_set = load_splits(config)
+        self.prior = build_prior(config)
+        check_data_matches_model(self.prior, train_set, config)
+        self.train_set = _first(train_set, config.max_train_samples)
+        self.test_set = _first(test_set, config.max_eval_samples)
+        if config.gradient_checkpointing:
+            enable_gradient_checkpointing(self.prior)
+        self.ema: EMA | None = None  # made in run(), once the weights are on their device
+        self._vqvae = None
+
+    # ------------------------------------------------------------------------------------------------- helpers
+    def _print(self, *args: Any) -> None:
+        self.accelerator.print(*args)
+
+    @contextmanager
+    def _averaged_weights(self):
+        """Evaluation, samples and saving see the EMA weights (with ``--use_ema``), training the raw ones."""
+        with self.ema.applied_to(self.prior) if self.ema is not None else nullcontext():
+            yield
+
+    def _full_prior(self) -> AutoregressivePrior | None:
+        """A prior holding the full current weights on the main process (None elsewhere); call on every process.
+
+        Under FSDP the wrapped model holds shards only: the full state dict is gathered into a fresh copy.
+        """
+        if not self.fsdp:
+            return self.prior if self.accelerator.is_main_process else None
+        state = self.accelerator.get_state_dict(self.objective)  # collective
+        if not self.accelerator.is_main_process:
+            return None
+        prior = build_prior(self.config)
+        prior.load_state_dict({k.removeprefix("prior."): v for k, v in state.items()})
+        return prior
+
+    def _pipeline(self, prior: AutoregressivePrior):
+        from ..pipelines import PixelPriorPipeline
+
+        if not self.config.dataset.startswith(CODES_PREFIX):
+            return PixelPriorPipeline(prior=prior)
+        from diffusers import VQModel
+
+        from ..data.codes import codes_metadata
+        from ..pipelines import VQPriorPipeline
+
+        if self._vqvae is None:
+            meta = codes_metadata(self.config.dataset[len(CODES_PREFIX) :])
+            path = meta["vqvae_path"]  # a VQModel folder or Hub id, or a pipeline folder with a vqvae/ inside
+            sub = "vqvae" if os.path.isfile(os.path.join(path, "vqvae", "config.json")) else None
+            self._vqvae = VQModel.from_pretrained(path, subfolder=sub).to(prior.device)
+        return VQPriorPipeline(prior=prior, vqvae=self._vqvae)
+
+    def evaluate(self, dataset: Dataset) -> float:
+        """Exact mean bits/dim over ``dataset`` with the evaluation weights, shared between the processes."""
+        bits_per_dim = None
+        if self.fsdp:  # through the wrapped model, which gathers its shards
+            wrapped = self.objective
+
+            def bits_per_dim(x: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+                return wrapped(x, class_labels, per_image=True).float()
+
+            self.objective.eval()
+        try:
+            with self._averaged_weights():
+                return evaluate(
+                    self.prior, dataset, self.config.eval_batch_size, self.accelerator, bits_per_dim=bits_per_dim
+                )
+        finally:
+            self.objective.train()
+
+    def save_samples(self, step: int) -> str | None:
+        """Write a grid of ``num_sample_images`` samples to ``output_dir/samples/step-STEP.png`` (main process)."""
+        from ..pipelines import make_image_grid
+
+        path = os.path.join(self.config.output_dir, "samples", f"step-{step}.png")
+        with self._averaged_weights():
+            prior = self._full_prior()
+            if prior is not None:
+                was_training = prior.training
+                prior.eval()
+                try:
+                    n = self.config.num_sample_images
+                    labels = None
+                    if prior.num_classes is not None:
+                        labels = torch.arange(n) % prior.num_classes
+                    images = self._pipeline(prior)(
+                        batch_size=n,
+                        class_labels=labels,
+                        generator=torch.Generator().manual_seed(self.config.seed),
+                        progress=False,
+                    ).images
+                finally:
+                    prior.train(was_training)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                make_image_grid(images).save(path)
+        self.accelerator.wait_for_everyone()
+        return path if self.accelerator.is_main_process else None
+
+    def save_checkpoint(self, step: int) -> str:
+        """Write ``output_dir/checkpoint-STEP`` atomically (every process takes part) and apply the total limit."""
+        acc, out = self.accelerator, self.config.output_dir
+        tmp = os.path.join(out, f".tmp-checkpoint-{step}")
+        if acc.is_main_process:
+            begin_checkpoint(out, step)
+        acc.wait_for_everyone()
+        acc.save_state(tmp, safe_serialization=True)  # model.safetensors, optimizer, scheduler, RNG states
+        if acc.is_main_process:
+            if self.ema is not None:
+                from safetensors.torch import save_file
+
+                save_file(self.ema.state_dict(), os.path.join(tmp, EMA_FILE), metadata={"decay": str(self.ema.decay)})
+            with open(os.path.join(tmp, TRAINER_STATE_FILE), "w") as f:
+                json.dump({"step": step, "nonfinite_steps": self.nonfinite_steps}, f)
+        acc.wait_for_everyone()
+        final = os.path.join(out, f"checkpoint-{step}")
+        if acc.is_main_process:
+            final = commit_checkpoint(tmp, out, step)
+            prune_checkpoints(out, self.config.checkpoints_total_limit, log=self._print)
+        acc.wait_for_everyone()
+        return final
+
+    def load_checkpoint(self, path: str) -> int:
+        """Restore the state saved in ``path``; returns its step."""
+        self.accelerator.load_state(path)
+        with open(os.path.join(path, TRAINER_STATE_FILE)) as f:
+            state = json.load(f)
+        if state["step"] != checkpoint_step(path):
+            raise ValueError(f"Expected step {checkpoint_step(path)} in {path}/{TRAINER_STATE_FILE}, got {state}.")
+        ema_file = os.path.join(path, EMA_FILE)
+        if self.ema is not None:
+            if not os.path.isfile(ema_file):
+                raise ValueError(f"Expected {ema_file} to resume with --use_ema, got a checkpoint without EMA.")
+            from safetensors.torch import load_file
+
+            self.ema.load_state_dict(load_file(ema_file, device=str(self.prior.device)))
+        self.nonfinite_steps = int(state["nonfinite_steps"])
+        return int(state["step"])
+
+    # ---------------------------------------------------------------------------------------------- the loop
+    def run(self) -> TrainResult:
+        """Train, evaluate, save; every process returns the same :class:`TrainResult`."""
+        config, acc = self.config, self.accelerator
+        out = config.output_dir
+        conditional = self.prior.num_classes is not None
+        self.objective = PriorObjective(self.prior)
+        optimizer = torch.optim.Adam(self.objective.parameters(), lr=config.learning_rate)
+        factor = lr_factor(
+            config.lr_schedule, decay=config.lr_decay, warmup_steps=config.lr_warmup_steps, max_steps=config.max_steps
+        )
+        # Not prepared: Accelerate would step a prepared scheduler once per process. Stepped once per step here.
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        self.objective, optimizer = acc.prepare(self.objective, optimizer)
+        acc.register_for_checkpointing(scheduler)
+        if config.use_ema:
+            self.ema = EMA(self.prior, config.ema_decay)  # initialised from the weights, on their device
+
+        self.nonfinite_steps, step = 0, 0
+        if acc.is_main_process:
+            os.makedirs(out, exist_ok=True)
+            remove_leftovers(out)
+        acc.wait_for_everyone()
+        resume = resolve_resume(out, config.resume_from_checkpoint)
+        if config.resume_from_checkpoint == "latest" and resume is None:
+            self._print(f"No checkpoint in {out} to resume from: starting a new run.")
+        if resume is not None:
+            step = self.load_checkpoint(resume)
+            self._print(f"Resumed from {resume} at step {step}.")
+        logger = MetricsLogger(config.logger, out, acc, hparams=asdict(config), resume_step=step if resume else None)
+
+        accumulation = config.gradient_accumulation_steps
+        sampler = ShardedBatchSampler(
+            len(self.train_set),
+            config.batch_size,
+            acc.num_processes,
+            acc.process_index,
+            seed=config.seed,
+            start=step * accumulation,
+        )
+        # Its own generator: iterating a DataLoader draws a seed, which must not shift the global RNG (dropout).
+        loader = DataLoader(
+            self.train_set,
+            batch_sampler=sampler,
+            pin_memory=acc.device.type == "cuda",
+            generator=torch.Generator().manual_seed(config.seed),
+        )
+        batches = iter(loader)
+        images_per_step = config.batch_size * accumulation * acc.num_processes
+        if acc.is_main_process:
+            num_params = sum(p.numel() for p in self.prior.parameters())
+            self._print(
+                f"Training {config.model_name} ({type(self.prior).__name__}, {num_params:,} parameters) on "
+                f"{config.dataset}{' (binarized)' if config.binarize else ''}: {len(self.train_set)} train / "
+                f"{len(self.test_set)} test images, {config.max_steps} steps of {config.batch_size} x "
+                f"{accumulation} micro-batch(es) x {acc.num_processes} process(es) = {images_per_step} images."
+            )
+
+        self.objective.train()
+        start, first_step = time.perf_counter(), step
+        smoothed = None
+        bar = tqdm(
+            total=config.max_steps, initial=step, desc="train", unit="step", disable=not acc.is_local_main_process
+        )
+        try:
+            while step < config.max_steps:
+                losses = []
+                for micro in range(accumulation):
+                    batch = next(batches)
+                    x = batch["x"].to(acc.device, non_blocking=True)
+                    labels = batch["class_labels"].to(acc.device) if conditional else None
+                    sync = acc.no_sync(self.objective) if micro < accumulation - 1 else nullcontext()
+                    with sync:
+                        loss = self.objective(x, labels)  # () bits/dim
+                        acc.backward(loss / accumulation)
+                    losses.append(loss.detach().float())
+                step_losses = acc.gather(torch.stack(losses)[None])  # (processes, accumulation): every rank agrees
+                finite = bool(torch.isfinite(step_losses).all())
+                if finite:
+                    if config.max_grad_norm is not None:
+                        acc.clip_grad_norm_(self.objective.parameters(), config.max_grad_norm)
+                    optimizer.step()
+                    if self.ema is not None:
+                        self.ema.update(self.prior)
+                optimizer.zero_grad(set_to_none=True)
+                lr = scheduler.get_last_lr()[0]
+                scheduler.step()
+                step += 1
+                if not finite:
+                    self.nonfinite_steps += 1
+                    bad = step_losses.flatten().tolist()
+                    if not config.skip_nonfinite:
+                        last = latest_checkpoint(out)
+                        raise NonFiniteLossError(
+                            f"Non-finite training loss at step {step} (losses {bad}); stopped without taking that "
+                            f"step. The last good checkpoint is {last or 'none (no --checkpointing_steps)'}: resume "
+                            "it with --resume_from_checkpoint latest and a lower --learning_rate or a "
+                            "--max_grad_norm, or pass --skip_nonfinite to skip such steps."
+                        )
+                    self._print(f"Skipped step {step}: non-finite loss {bad} ({self.nonfinite_steps} so far).")
+                loss_value = step_losses.mean().item() if finite else math.nan
+                if finite:
+                    smoothed = loss_value if smoothed is None else 0.98 * smoothed + 0.02 * loss_value
+                rate = (step - first_step) * images_per_step / (time.perf_counter() - start)
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{loss_value:.4f}", bpd=f"{smoothed:.4f}" if smoothed else "nan", img_s=f"{rate:.0f}"
+                )
+                if step % config.log_steps == 0 or not finite:
+                    logger.log(
+                        {
+                            "train/loss": loss_value,
+                            "train/lr": lr,
+                            "train/images_per_s": rate,
+                            "train/nonfinite_steps": self.nonfinite_steps,
+                        },
+                        step,
+                    )
+                if config.eval_steps and step % config.eval_steps == 0 and step < config.max_steps:
+                    test_bpd = self.evaluate(self.test_set)
+                    logger.log({"test/bits_per_dim": test_bpd}, step)
+                    if acc.is_local_main_process:
+                        bar.write(f"step {step}: test bits/dim {test_bpd:.4f}")
+                if config.sample_steps and step % config.sample_steps == 0:
+                    self.save_samples(step)
+                if config.checkpointing_steps and step % config.checkpointing_steps == 0:
+                    self.save_checkpoint(step)
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - start
+
+        train_bpd = self.evaluate(self.train_set)
+        test_bpd = self.evaluate(self.test_set)
+        logger.log({"train/bits_per_dim": train_bpd, "test/bits_per_dim": test_bpd}, step)
+        prior = self.prior
+        num_dims = prior.in_channels * prior.grid_size[0] * prior.grid_size[1]
+        binary = prior.num_values == 2
+        result = TrainResult(
+            steps=step,
+            train_bits_per_dim=train_bpd,
+            test_bits_per_dim=test_bpd,
+            train_nll_nats=nats_per_image(train_bpd, num_dims) if binary else None,
+            test_nll_nats=nats_per_image(test_bpd, num_dims) if binary else None,
+            seconds=seconds,
+            output_dir=out,
+            nonfinite_steps=self.nonfinite_steps,
+            resumed_from=resume,
+            images_per_second=(step - first_step) * images_per_step / seconds if step > first_step else None,
         )
 
-    start = time.perf_counter()
-    objective.train()
-    batches = _forever(loader)
-    bar = tqdm(range(config.max_steps), desc="train", disable=not accelerator.is_local_main_process)
-    for _ in bar:
-        batch = next(batches)
-        loss = objective(batch["x"], batch["class_labels"] if conditional else None)  # () bits/dim
-        accelerator.backward(loss)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        bar.set_postfix(bpd=f"{loss.item():.4f}")
-    bar.close()
-    seconds = time.perf_counter() - start
+        with ExitStack() as stack:
+            stack.enter_context(self._averaged_weights())
+            full = self._full_prior()
+            if full is not None:
+                self._pipeline(full).save_pretrained(out)
+                with open(os.path.join(out, RESULTS_FILE), "w") as f:
+                    json.dump({**asdict(result), "config": asdict(config)}, f, indent=2)
+                self._print(format_result(result))
+                kind = "VQPriorPipeline" if config.dataset.startswith(CODES_PREFIX) else "PixelPriorPipeline"
+                weights = "EMA weights" if self.ema is not None else "weights"
+                self._print(f"Saved the pipeline ({weights}) to {out} ({kind}.from_pretrained).")
+        acc.wait_for_everyone()
+        logger.close()
+        return result
 
-    prior = accelerator.unwrap_model(objective).prior
-    train_bpd = evaluate(prior, train_set, config.eval_batch_size, accelerator)
-    test_bpd = evaluate(prior, test_set, config.eval_batch_size, accelerator)
-    num_dims = prior.in_channels * prior.grid_size[0] * prior.grid_size[1]
-    binary = prior.num_values == 2
-    result = TrainResult(
-        steps=config.max_steps,
-        train_bits_per_dim=train_bpd,
-        test_bits_per_dim=test_bpd,
-        train_nll_nats=nats_per_image(train_bpd, num_dims) if binary else None,
-        test_nll_nats=nats_per_image(test_bpd, num_dims) if binary else None,
-        seconds=seconds,
-        output_dir=config.output_dir,
-    )
 
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        PixelPriorPipeline(prior=prior).save_pretrained(config.output_dir)
-        with open(os.path.join(config.output_dir, RESULTS_FILE), "w") as f:
-            json.dump({**asdict(result), "config": asdict(config)}, f, indent=2)
-        accelerator.print(format_result(result))
-        accelerator.print(f"Saved the pipeline to {config.output_dir} (PixelPriorPipeline.from_pretrained).")
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return result
+def train(config: TrainConfig) -> TrainResult:
+    """Train the model of ``config`` on ``config.dataset`` and save the pipeline in ``config.output_dir``.
+
+    Every process returns the same :class:`TrainResult`; only the main process prints and writes files.
+
+    Raises:
+        NonFiniteLossError: a step's loss was NaN or infinite and ``config.skip_nonfinite`` is False.
+        ValueError: bad configuration, data that do not fit the model, or a missing checkpoint.
+    """
+    return Trainer(config).run()
 
 
 def format_result(result: TrainResult) -> str:
@@ -196,4 +548,6 @@ def format_result(result: TrainResult) -> str:
             f"train NLL: {result.train_nll_nats:.2f} nats/image",
             f"test NLL: {result.test_nll_nats:.2f} nats/image",
         ]
+    if result.nonfinite_steps:
+        lines.append(f"skipped non-finite steps: {result.nonfinite_steps}")
     return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Where the training metrics go: JSON lines, TensorBoard (through Accelerate's tracker), or nowhere."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from accelerate import Accelerator
+
+METRICS_FILE = os.path.join("logs", "metrics.jsonl")
+
+
+class MetricsLogger:
+    """Log dicts of scalars at a step, from the main process only.
+
+    Args:
+        kind: ``"jsonl"`` (one JSON object per line in ``output_dir/logs/metrics.jsonl``, each with its ``step``),
+            ``"tensorboard"`` (``output_dir/logs/``; needs the ``tensorboard`` package) or ``"none"``.
+        output_dir: the run's folder.
+        accelerator: the run's accelerator (it owns the TensorBoard tracker).
+        hparams: the run's configuration, recorded by TensorBoard.
+        resume_step: a resumed run drops the JSON lines an interrupted run wrote after this step, so the file reads
+            as one uninterrupted run.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        output_dir: str,
+        accelerator: Accelerator,
+        hparams: dict[str, Any] | None = None,
+        resume_step: int | None = None,
+    ) -> None:
+        self.kind, self.accelerator = kind, accelerator
+        self.path = os.path.join(output_dir, METRICS_FILE)
+        if kind == "tensorboard":
+            flat = {
+                k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v) for k, v in (hparams or {}).items()
+            }
+            accelerator.init_trackers("pixelprior", config=flat)
+        elif kind == "jsonl" and accelerator.is_main_process:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            if resume_step is not None and os.path.exists(self.path):
+                with open(self.path) as f:
+                    kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+                with open(self.path, "w") as f:
+                    f.writelines(kept)
+        elif kind not in ("jsonl", "none"):
+            raise ValueError(f"Expected logger to be one of ['jsonl', 'tensorboard', 'none'], got {kind!r}.")
+
+    def log(self, values: dict[str, float], step: int) -> None:
+        """Record ``values`` at ``step`` (called on every process; only the main one writes)."""
+        if self.kind == "tensorboard":
+            self.accelerator.log(values, step=step)
+        elif self.kind == "jsonl" and self.accelerator.is_main_process:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": step, **values}) + "\n")
+
+    def close(self) -> None:
+        if self.kind == "tensorboard":
+            self.accelerator.end_training()
+
+
+def check_logger_available(kind: str) -> None:
+    """Raise a ValueError saying what to install when the ``kind`` logger's package is missing."""
+    if kind == "tensorboard":
+        from accelerate.utils import is_tensorboard_available
+
+        if not is_tensorboard_available():
+            raise ValueError(
+                "Expected the tensorboard package for --logger tensorboard, got none installed: "
+                "pip install tensorboard (or pass --logger jsonl)."
+            )

@@ -1,0 +1,166 @@
+"""The training loop end to end, in process: exact resumption, EMA in evaluation and saving, non-finite losses."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from pixelprior.pipelines import PixelPriorPipeline
+from pixelprior.training import NonFiniteLossError, TrainConfig, Trainer, evaluate, train
+
+# PixelCNN++ with dropout on 8-bit digits: resuming must restore the RNG (dropout masks), Adam, the EMA, the
+# cosine schedule and the data position (6 steps x 2 micro-batches cross the 40-image epochs of 5 micro-batches).
+RESUMABLE = dict(
+    model="pixelcnn_pp_mnist",
+    model_kwargs={"hidden_channels": 8, "num_layers": 1, "num_mixtures": 2, "dropout": 0.5},
+    max_train_samples=40,
+    max_eval_samples=30,
+    max_steps=6,
+    batch_size=8,
+    gradient_accumulation_steps=2,
+    learning_rate=3e-3,
+    lr_schedule="cosine",
+    lr_warmup_steps=2,
+    max_grad_norm=1.0,
+    use_ema=True,
+    ema_decay=0.8,
+    checkpointing_steps=3,
+    log_steps=1,
+    eval_batch_size=16,
+)
+
+
+def _jsonl(path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
+    straight_dir, resumed_dir = tmp_path / "straight", tmp_path / "resumed"
+    straight = Trainer(TrainConfig(output_dir=str(straight_dir), **RESUMABLE))
+    straight_result = straight.run()
+    assert sorted(os.listdir(straight_dir / "checkpoint-3")) == [
+        "custom_checkpoint_0.pkl",  # the LR scheduler (Accelerate's torch.save format)
+        "ema.safetensors",
+        "model.safetensors",
+        "optimizer.bin",
+        "random_states_0.pkl",
+        "trainer_state.json",
+    ]
+
+    # Step 3's checkpoint, alone in a fresh folder with a half-written later one: resume from "latest".
+    shutil.copytree(straight_dir / "checkpoint-3", resumed_dir / "checkpoint-3")
+    os.makedirs(resumed_dir / ".tmp-checkpoint-5")
+    resumed = Trainer(TrainConfig(output_dir=str(resumed_dir), resume_from_checkpoint="latest", **RESUMABLE))
+    resumed_result = resumed.run()
+    assert resumed_result.resumed_from == str(resumed_dir / "checkpoint-3")
+    assert not (resumed_dir / ".tmp-checkpoint-5").exists()
+
+    raw = straight.prior.state_dict()
+    for name, value in resumed.prior.state_dict().items():
+        torch.testing.assert_close(value, raw[name], rtol=0, atol=1e-6, msg=name)
+    for name, value in resumed.ema.shadow.items():
+        torch.testing.assert_close(value, straight.ema.shadow[name], rtol=0, atol=1e-6, msg=name)
+    assert resumed_result.test_bits_per_dim == pytest.approx(straight_result.test_bits_per_dim, abs=1e-6)
+    # The learning rates and losses of steps 4-6 continue the uninterrupted run's exactly.
+    logged = [r for r in _jsonl(straight_dir / "logs/metrics.jsonl") if "train/lr" in r and r["step"] > 3]
+    relogged = [r for r in _jsonl(resumed_dir / "logs/metrics.jsonl") if "train/lr" in r]
+    assert [r["train/lr"] for r in relogged] == [r["train/lr"] for r in logged]
+    assert [r["train/loss"] for r in relogged] == pytest.approx([r["train/loss"] for r in logged], abs=1e-6)
+
+
+def test_ema_weights_are_evaluated_and_saved(tmp_path):
+    config = TrainConfig(
+        model="pixelcnn_mnist",
+        model_kwargs={"hidden_channels": 8, "num_layers": 1},
+        binarize=True,
+        output_dir=str(tmp_path),
+        max_steps=8,
+        batch_size=8,
+        learning_rate=1e-2,
+        use_ema=True,
+        ema_decay=0.9,
+        max_train_samples=64,
+        max_eval_samples=40,
+        logger="none",
+    )
+    trainer = Trainer(config)
+    result = trainer.run()
+    saved = PixelPriorPipeline.from_pretrained(tmp_path).prior
+    for name, value in saved.state_dict().items():
+        if name in trainer.ema.shadow:
+            torch.testing.assert_close(value, trainer.ema.shadow[name], rtol=0, atol=0)
+    assert any(not torch.equal(p, trainer.ema.shadow[n]) for n, p in trainer.prior.named_parameters())
+    assert evaluate(saved, trainer.test_set) == pytest.approx(result.test_bits_per_dim, abs=1e-6)
+    assert evaluate(trainer.prior, trainer.test_set) != pytest.approx(result.test_bits_per_dim, abs=1e-6)
+
+
+def test_nonfinite_loss_stops_or_is_skipped(tmp_path):
+    # A learning rate of 1e30 really blows the weights up: step 1 is finite, step 2's loss is NaN.
+    config = TrainConfig(
+        model="pixelcnn_mnist",
+        model_kwargs={"hidden_channels": 8, "num_layers": 2},
+        binarize=True,
+        output_dir=str(tmp_path / "stop"),
+        max_steps=5,
+        batch_size=8,
+        learning_rate=1e30,
+        checkpointing_steps=1,
+        max_train_samples=32,
+        max_eval_samples=16,
+        logger="none",
+    )
+    with pytest.raises(NonFiniteLossError, match=r"at step 2 .*The last good checkpoint is .*checkpoint-1"):
+        train(config)
+    assert sorted(os.listdir(tmp_path / "stop")) == ["checkpoint-1"]  # nothing written after the bad step
+
+    skipping = dataclasses.replace(config, output_dir=str(tmp_path / "skip"), skip_nonfinite=True)
+    result = train(skipping)
+    assert result.steps == 5 and result.nonfinite_steps == 4
+    with open(tmp_path / "skip" / "train_results.json") as f:
+        assert json.load(f)["nonfinite_steps"] == 4
+
+
+def test_codes_dataset_trains_a_vq_prior_pipeline(tmp_path):
+    from diffusers import VQModel
+
+    from pixelprior.data import encode_to_file
+    from pixelprior.pipelines import VQPriorPipeline
+
+    torch.manual_seed(0)
+    vqvae = VQModel(
+        in_channels=1,
+        out_channels=1,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(4, 8),
+        latent_channels=2,
+        num_vq_embeddings=8,
+        norm_num_groups=2,
+        sample_size=8,
+    )
+    vqvae.save_pretrained(tmp_path / "vqvae")
+    codes = str(tmp_path / "codes.safetensors")
+    meta = encode_to_file(str(tmp_path / "vqvae"), "digits", codes, progress=False)
+    h, w = meta["latent_size"]
+    config = TrainConfig(
+        model="pixelcnn_mnist",
+        model_kwargs={"hidden_channels": 8, "num_layers": 1, "num_values": 8, "sample_size": [h, w]},
+        dataset=f"codes:{codes}",
+        output_dir=str(tmp_path / "run"),
+        max_steps=2,
+        batch_size=8,
+        sample_steps=2,
+        num_sample_images=4,
+        max_eval_samples=16,
+        logger="none",
+    )
+    train(config)
+    assert (tmp_path / "run" / "samples" / "step-2.png").is_file()
+    pipe = VQPriorPipeline.from_pretrained(tmp_path / "run")
+    assert pipe.prior.num_values == 8 and isinstance(pipe.vqvae, VQModel)
