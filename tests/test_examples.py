@@ -19,3 +19,30 @@ def test_pixel_space_example(tmp_path):
     # 10 class rows + 3 completion rows of 2 digits (28 px, 2 px padding, scale 2).
     assert grid.size == (2 * (2 * 30 + 2), 2 * (13 * 30 + 2))
     assert (out / "model_index.json").exists()
+
+
+def _run_example(script: str, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_vqvae_and_vq_prior_examples(tmp_path):
+    vqvae, prior = tmp_path / "vqvae", tmp_path / "vq_prior"
+    _run_example(
+        "train_vqvae.py", "--output_dir", str(vqvae), "--max_steps", "2", "--block_out_channels", "4", "8", "8"
+    )
+    assert (vqvae / "config.json").exists() and (vqvae / "diffusion_pytorch_model.safetensors").exists()
+    args = ["--vqvae", str(vqvae), "--output_dir", str(prior), "--max_steps", "2", "--hidden_channels", "8"]
+    _run_example("vq_prior.py", *args, "--num_layers", "2", "--per_class", "2", "--max_eval_samples", "20")
+    grid = Image.open(prior / "samples.png")
+    assert grid.size == (2 * (2 * 30 + 2), 2 * (10 * 30 + 2))  # 10 rows (digits) of 2 decoded 28x28 samples
+    assert (prior / "vqvae" / "config.json").exists() and (prior / "prior" / "config.json").exists()
+
+
+def test_inpaint_example(tmp_path):
+    out = tmp_path / "inpaint"
+    args = ["--output_dir", str(out), "--max_steps", "2", "--hidden_channels", "8", "--num_layers", "2"]
+    _run_example("inpaint.py", *args, "--num_digits", "3", "--max_eval_samples", "20")
+    grid = Image.open(out / "inpainting.png")
+    assert grid.size == (2 * (3 * 30 + 2), 2 * (4 * 30 + 2))  # original / kept / 2 completions rows of 3 digits

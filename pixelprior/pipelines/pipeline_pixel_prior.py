@@ -3,17 +3,26 @@
 The pipeline only samples: it calls ``prior.sample`` (the one sampling loop, :mod:`pixelprior.sampling`) and turns
 the integer grid into images with :func:`pixelprior.distributions.bins_to_images`, the one bins -> float
 conversion. Saved with ``save_pretrained`` it is a folder of ``model_index.json`` and ``prior/`` (``config.json``
-+ ``*.safetensors``) that ``PixelPriorPipeline.from_pretrained`` loads back.
++ ``*.safetensors``) that ``PixelPriorPipeline.from_pretrained`` loads back, from a folder or a Hub repository
+(:mod:`pixelprior.pipelines.hub`).
+
+Inpainting: ``image`` + ``mask_image`` (white = regenerate, black = keep). The image is quantized to the prior's bins
+with :func:`pixelprior.distributions.images_to_bins` (the one float -> bins conversion, rounding) and the black pixels
+are passed to the sampler as ``known``: they come back unchanged and every regenerated pixel is conditioned on
+all kept pixels before it in raster order.
 """
 
 from __future__ import annotations
 
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
+from diffusers.image_processor import PipelineImageInput
 
-from ..distributions import bins_to_images
+from ..distributions import bins_to_images, images_to_bins
 from ..distributions.base import Generator
 from ..models import AutoregressivePrior
+from .hub import HubPipelineMixin
+from .inpainting import prepare_inpainting_inputs
 from .library import register_with_diffusers
 
 register_with_diffusers()
@@ -21,7 +30,17 @@ register_with_diffusers()
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 
-class PixelPriorPipeline(DiffusionPipeline):
+def check_output_type(output_type: str) -> None:
+    if output_type not in OUTPUT_TYPES:
+        raise ValueError(f"Expected output_type to be one of {list(OUTPUT_TYPES)}, got {output_type!r}.")
+
+
+def show_progress(pipeline: DiffusionPipeline, progress: bool) -> bool:
+    """Whether the sampler shows its bar: ``progress``, unless ``set_progress_bar_config(disable=True)`` was called."""
+    return progress and not getattr(pipeline, "_progress_bar_config", {}).get("disable", False)
+
+
+class PixelPriorPipeline(HubPipelineMixin, DiffusionPipeline):
     """Sample images from an autoregressive prior over pixels.
 
     Args:
@@ -33,6 +52,10 @@ class PixelPriorPipeline(DiffusionPipeline):
         >>> from pixelprior.pipelines import PixelPriorPipeline
         >>> pipe = PixelPriorPipeline(create_prior("pixelcnn_mnist", hidden_channels=16, num_layers=1))
         >>> images = pipe(batch_size=4, generator=torch.Generator().manual_seed(0), progress=False).images
+        >>> # inpainting: keep the top half of the first image, regenerate the bottom half (white)
+        >>> mask = torch.zeros(1, 28, 28)
+        >>> mask[:, 14:] = 1.0
+        >>> completed = pipe(image=images[0], mask_image=mask, progress=False).images[0]
     """
 
     model_cpu_offload_seq = "prior"
@@ -53,6 +76,8 @@ class PixelPriorPipeline(DiffusionPipeline):
         return_dict: bool = True,
         use_cache: bool = True,
         progress: bool = True,
+        image: PipelineImageInput | None = None,
+        mask_image: PipelineImageInput | None = None,
     ) -> ImagePipelineOutput | tuple:
         """Draw ``batch_size`` images.
 
@@ -65,26 +90,38 @@ class PixelPriorPipeline(DiffusionPipeline):
                 (``(B, C, H, W)`` floats in ``[0, 1]``) or ``"latent"`` (the ``(B, C, H, W)`` long grid of bins).
             return_dict: return an :class:`~diffusers.ImagePipelineOutput` rather than a tuple.
             use_cache: the fast incremental sampler (default) or the plain reference loop.
-            progress: show the sampler's progress bar.
+            progress: show the sampler's progress bar (also off after ``set_progress_bar_config(disable=True)``).
+            image: inpainting: the image(s) to complete, values in ``[0, 1]`` (PIL, NumPy or torch, see
+                :mod:`pixelprior.pipelines.inpainting`) of the prior's size; quantized to its bins by rounding.
+            mask_image: inpainting: white (>= 0.5) = regenerate, black = keep; the kept pixels come back unchanged.
 
         Returns:
             :class:`~diffusers.ImagePipelineOutput` with ``images``, or the tuple ``(images,)``.
         """
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"Expected output_type to be one of {list(OUTPUT_TYPES)}, got {output_type!r}.")
+        check_output_type(output_type)
         channels = self.prior.in_channels
         if output_type == "pil" and channels not in (1, 3):
             raise ValueError(f"Expected a prior with 1 or 3 channels for output_type='pil', got {channels} channels.")
         if isinstance(class_labels, (list, tuple)):
             class_labels = torch.as_tensor(class_labels)
+        known = known_mask = None
+        if image is not None or mask_image is not None:
+            images, regenerate = prepare_inpainting_inputs(
+                image, mask_image, channels, self.prior.grid_size, batch_size
+            )
+            known = images_to_bins(images, self.prior.num_values).to(self.device)  # (B, C, H, W) long
+            known_mask = ~regenerate.to(self.device)  # (B, 1, H, W), True = keep
+            batch_size = len(known)
 
         x = self.prior.sample(
             batch_size,
             class_labels=class_labels,
+            known=known,
+            known_mask=known_mask,
             generator=generator,
             temperature=temperature,
             use_cache=use_cache,
-            progress=progress,
+            progress=show_progress(self, progress),
         )  # (B, C, H, W) long
         if output_type == "latent":
             images = x

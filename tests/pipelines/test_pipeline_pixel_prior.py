@@ -126,3 +126,42 @@ def test_make_image_grid():
         make_image_grid([Image.new("L", (5, 4)), Image.new("L", (4, 4))])
     with pytest.raises(ValueError, match="at least one"):
         make_image_grid([])
+
+
+def test_inpainting_keeps_the_black_pixels_for_pil_numpy_and_torch_inputs():
+    torch.manual_seed(0)
+    pipe = PixelPriorPipeline(create_prior("pixelcnn_mnist", sample_size=6, num_values=256, hidden_channels=8))
+    gray = np.arange(36, dtype=np.uint8).reshape(6, 6) * 7  # 256-level image
+    mask = np.zeros((6, 6), dtype=np.uint8)
+    mask[3:, 2:] = 255  # white: regenerate
+    as_pil = _run(pipe, 1, image=Image.fromarray(gray), mask_image=Image.fromarray(mask), batch_size=3)
+    kept = mask == 0
+    assert len(as_pil) == 3
+    assert all(np.array_equal(np.asarray(im)[kept], gray[kept]) for im in as_pil)
+    assert any(not np.array_equal(np.asarray(im)[~kept], gray[~kept]) for im in as_pil)
+    # The same inputs as NumPy arrays and torch tensors in [0, 1] give the same images.
+    pil_latent = torch.as_tensor(np.stack([np.asarray(im) for im in as_pil]))[:, None].long()
+    for image, mask_image in (
+        (gray / 255.0, mask / 255.0),
+        (torch.from_numpy(gray / 255.0)[None].float(), torch.from_numpy(mask / 255.0)[None, None].float()),
+    ):
+        latent = _run(pipe, 1, image=image, mask_image=mask_image, batch_size=3, output_type="latent")
+        assert torch.equal(latent, pil_latent)
+
+
+def test_inpainting_bad_inputs():
+    pipe = _pipe()  # 8x8, 2 values
+    image, mask = torch.rand(2, 1, 8, 8), torch.ones(1, 1, 8, 8)
+    assert _run(pipe, image=image, mask_image=mask, output_type="latent").shape == (2, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"image of shape \(B, 1, 8, 8\)"):
+        _run(pipe, image=torch.rand(1, 1, 7, 8), mask_image=mask)
+    with pytest.raises(ValueError, match=r"mask_image of shape \(B, 1, 8, 8\)"):
+        _run(pipe, image=image, mask_image=torch.ones(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="one mask_image or one per image"):
+        _run(pipe, image=torch.rand(3, 1, 8, 8), mask_image=torch.ones(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="batch_size 1 or 2"):
+        _run(pipe, image=image, mask_image=mask, batch_size=3)
+    with pytest.raises(ValueError, match=r"image of shape \(B, 1, 8, 8\)"):  # 3 channels for a 1-channel prior
+        _run(pipe, image=torch.rand(1, 3, 8, 8), mask_image=mask)
+    with pytest.raises(ValueError, match="both image and mask_image"):
+        _run(pipe, mask_image=mask)
