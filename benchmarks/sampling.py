@@ -46,6 +46,20 @@ CONFIGS: dict[str, tuple[str, dict]] = {
         dict(hidden_channels=32, num_layers=2, num_res_blocks=2, value_channels=16, sample_size=16),
     ),
     "image_gpt": ("image_gpt_mnist", dict(sample_size=16, hidden_channels=32, num_layers=2)),
+    "row_lstm": ("pixelrnn_row_lstm_mnist", dict(hidden_channels=32, num_layers=4)),
+    "diagonal_bilstm": ("pixelrnn_diagonal_bilstm_mnist", dict(hidden_channels=32, num_layers=4)),
+    "diagonal_bilstm_rgb": (
+        "pixelrnn_diagonal_bilstm_cifar10",
+        dict(hidden_channels=48, num_layers=2, head_channels=48, sample_size=16),
+    ),
+    "image_transformer": (
+        "image_transformer_mnist",
+        dict(sample_size=16, hidden_channels=32, num_layers=2, ffn_channels=128, query_shape=(4, 8), memory_flange=4),
+    ),
+    "image_transformer_rgb": (
+        "image_transformer_cifar10",
+        dict(sample_size=16, hidden_channels=32, num_layers=2, ffn_channels=128, block_length=64, memory_length=64),
+    ),
 }
 
 

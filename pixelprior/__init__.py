@@ -4,13 +4,16 @@ from .models import (
     AutoregressivePrior,
     GatedPixelCNN,
     ImageGPT,
+    ImageTransformer,
+    MultiScalePrior,
     PixelCNN,
     PixelCNNPlusPlus,
+    PixelRNN,
     PixelSNAIL,
     create_prior,
     list_priors,
 )
-from .pipelines import PixelPriorPipeline
+from .pipelines import PixelPriorPipeline, VQPriorPipeline
 
 __version__ = "0.1.0"
 
@@ -18,10 +21,14 @@ __all__ = [
     "AutoregressivePrior",
     "GatedPixelCNN",
     "ImageGPT",
+    "ImageTransformer",
+    "MultiScalePrior",
     "PixelCNN",
     "PixelCNNPlusPlus",
     "PixelPriorPipeline",
+    "PixelRNN",
     "PixelSNAIL",
+    "VQPriorPipeline",
     "create_prior",
     "list_priors",
 ]

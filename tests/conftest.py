@@ -33,6 +33,11 @@ TINY_SIZES: dict[str, int] = {
     "num_mixtures": 2,
     "cond_res_blocks": 1,
     "cond_hidden_channels": 6,
+    "ffn_channels": 24,
+    "block_length": 4,
+    "memory_length": 4,
+    "query_shape": 2,
+    "memory_flange": 1,
 }
 
 PRIOR_NAMES = list_priors()

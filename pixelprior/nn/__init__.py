@@ -1,8 +1,9 @@
 """Causal building blocks: masks (built only in masks.py), masked, shifted, strided and transposed
-convolutions with their cached-sampling steps, causal attention, conditioning biases and activations."""
+convolutions with their cached-sampling steps, causal attention, the LSTM layers of PixelRNN, conditioning biases and
+activations."""
 
 from .activations import concat_elu
-from .attention import KeyValueCache, causal_attention
+from .attention import KeyValueCache, LocalBlocks, causal_attention, local_attention
 from .conditioning import ConditionBias, bias_at, bias_row
 from .conv import (
     AnchoredConv2d,
@@ -14,7 +15,17 @@ from .conv import (
     read_patch,
     right_shift,
 )
-from .masks import causal_mask, channel_groups, spatial_mask
+from .masks import causal_mask, channel_groups, local_causal_mask, spatial_mask
+from .recurrent import (
+    DiagonalBiLSTM,
+    DiagonalBiLSTMStep,
+    DiagonalLSTM,
+    RowLSTM,
+    RowLSTMStep,
+    lstm_update,
+    skew,
+    unskew,
+)
 from .shifted import (
     ConvTransposeStep,
     DownRightShiftedConvTranspose2d,
@@ -31,12 +42,18 @@ __all__ = [
     "ConditionBias",
     "ConvStep",
     "ConvTransposeStep",
+    "DiagonalBiLSTM",
+    "DiagonalBiLSTMStep",
+    "DiagonalLSTM",
     "DownRightShiftedConv2d",
     "DownRightShiftedConvTranspose2d",
     "DownShiftedConv2d",
     "DownShiftedConvTranspose2d",
     "KeyValueCache",
+    "LocalBlocks",
     "MaskedConv2d",
+    "RowLSTM",
+    "RowLSTMStep",
     "ShiftedConvTranspose2d",
     "StridedAnchoredConv2d",
     "StridedConvStep",
@@ -48,8 +65,13 @@ __all__ = [
     "causal_mask",
     "channel_groups",
     "concat_elu",
+    "local_attention",
+    "local_causal_mask",
     "down_shift",
+    "lstm_update",
     "read_patch",
     "right_shift",
+    "skew",
     "spatial_mask",
+    "unskew",
 ]

@@ -106,3 +106,31 @@ def causal_mask(
     mask = spatial.expand(len(out_groups), len(in_groups), kh, kw).clone()
     mask[:, :, ai, aj] = centre.float()
     return mask
+
+
+def local_causal_mask(query_positions: torch.Tensor, memory_positions: torch.Tensor) -> torch.Tensor:
+    """Causal mask of local self-attention: which memory positions each query of a block may attend to.
+
+    Local attention (the Image Transformer's) splits a raster-ordered sequence into query blocks, each with a
+    memory block of positions around it that contains the query block (:class:`pixelprior.nn.attention.LocalBlocks`).
+    Query ``t`` may attend to memory position ``s`` iff ``s`` is a real position and ``s <= t``: the inputs of such a
+    model are shifted by one position (position ``s`` carries value ``s - 1``), so attending to itself is causal.
+    Since the query block is part of its memory, every real query sees at least itself. Padding (``-1``) is never
+    attended to; padding queries (whose outputs are discarded) may attend to every real memory position, so that no
+    softmax row is empty.
+
+    Args:
+        query_positions: raster index of each query of each block, ``-1`` for padding.
+        memory_positions: raster index of each memory position of each block, ``-1`` for padding.
+
+    Shapes:
+        query_positions: ``(nb, Q)``, memory_positions: ``(nb, M)`` -> ``(nb, Q, M)`` bool, True = may attend
+    """
+    if query_positions.ndim != 2 or memory_positions.ndim != 2 or len(query_positions) != len(memory_positions):
+        raise ValueError(
+            f"Expected query_positions (nb, Q) and memory_positions (nb, M) with the same nb, got "
+            f"{tuple(query_positions.shape)} and {tuple(memory_positions.shape)}."
+        )
+    q = query_positions.unsqueeze(-1)  # (nb, Q, 1)
+    m = memory_positions.unsqueeze(-2)  # (nb, 1, M)
+    return (m >= 0) & ((m <= q) | (q < 0))

@@ -65,3 +65,32 @@ def test_vqvae2_priors_follow_the_papers_table(name, grid, attention):
 def test_gated_pixelcnn_cifar10_width_and_depth():
     _, config = prior_config("gated_pixelcnn_cifar10")
     assert (config["num_layers"], config["hidden_channels"]) == (20, 384)
+
+
+@pytest.mark.parametrize(
+    "name,cell,C,K,layers,width,head",
+    [
+        ("pixelrnn_row_lstm_mnist", "row_lstm", 1, 2, 7, 32, 32),
+        ("pixelrnn_diagonal_bilstm_mnist", "diagonal_bilstm", 1, 2, 7, 32, 32),
+        ("pixelrnn_row_lstm_cifar10", "row_lstm", 3, 256, 12, 256, 1024),
+        ("pixelrnn_diagonal_bilstm_cifar10", "diagonal_bilstm", 3, 256, 12, 256, 1024),
+    ],
+)
+def test_pixelrnn_follows_the_papers_sizes(name, cell, C, K, layers, width, head):
+    # PixelRNN (van den Oord et al. 2016): 7 layers of h = 16 units on MNIST, 12 layers of h = 128 on CIFAR-10 with
+    # 1024-wide output layers; a 7x7 mask-A input convolution to 2h maps. The paper gives no parameter counts: count
+    # the layers. A Row LSTM layer: 1x2 causal input-to-state (2h -> 4h, the two taps of its 1x3 kernel that mask B
+    # keeps) and 1x3 state-to-state (h -> 4h, no bias); a Diagonal BiLSTM layer: per direction 1x1 input-to-state and
+    # 2x1 state-to-state, plus a 1x1 data -> 4h input of the right-to-left scan; both then 1x1 h -> 2h, residual.
+    _, config = prior_config(name)
+    assert (config["cell"], config["in_channels"], config["num_values"]) == (cell, C, K)
+    assert (config["num_layers"], config["hidden_channels"]) == (layers, width)
+    assert config.get("head_channels", width) == head
+    h, P = width // 2, C * K
+    if cell == "row_lstm":
+        recurrent = (2 * h * 4 * h * 2 + 4 * h) + h * 4 * h * 3
+    else:
+        recurrent = 2 * ((2 * h * 4 * h + 4 * h) + h * 4 * h * 2) + C * 4 * h
+    per_layer = recurrent + (h * 2 * h + 2 * h)
+    expected = (C * 2 * h * 49 + 2 * h) + layers * per_layer + (2 * h * head + head) + (head * P + P)
+    assert num_params(name) == expected
