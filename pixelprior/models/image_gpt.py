@@ -71,6 +71,7 @@ from torch import nn
 
 from .modeling_prior import AutoregressivePrior
 from .registry import register_prior, register_prior_class
+from .sequence import RasterSequenceStep
 
 
 class CausalSelfAttention(nn.Module):
@@ -149,7 +150,7 @@ class Block(nn.Module):
 
 
 @register_prior_class
-class ImageGPT(AutoregressivePrior):
+class ImageGPT(RasterSequenceStep, AutoregressivePrior):
     """Image GPT of Chen et al. 2020: a GPT-2 decoder over the raster sequence of values (channels consecutive).
 
     Args:
@@ -319,22 +320,6 @@ class ImageGPT(AutoregressivePrior):
         for block, keys, values in zip(self.blocks, cache["keys"], cache["values"], strict=True):
             x = block.step(x, keys, values, t)
         return self.head(self.norm(x))
-
-    def step(self, cache: dict[str, Any], h: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        C, K, W = self.in_channels, self.num_values, self.grid_size[1]
-        first = (i * W + j) * C  # position of channel 0 of pixel (i, j)
-        c = cache["length"] - first  # the channel step the sampler is on
-        if not 0 <= c < C:
-            raise RuntimeError(
-                f"Expected steps in raster order, {C} per pixel: got pixel ({i}, {j}) after {cache['length']} "
-                f"committed positions."
-            )
-        # Channel c is final input-wise; channels c + 1 .. C - 1 are run on the canvas as it stands (see the module
-        # docstring) and redone by the next steps; channels < c keep the logits of their own steps.
-        for t in range(first + c, first + C):
-            cache["params"][:, (t - first) * K : (t - first + 1) * K] = self._position(cache, h, t)
-        cache["length"] = first + c + 1
-        return cache["params"].clone()  # (B, C K)
 
 
 register_prior(

@@ -89,6 +89,7 @@ from ..nn.attention import KeyValueCache, LocalBlocks, local_attention
 from ..nn.conditioning import ConditionBias
 from .modeling_prior import AutoregressivePrior
 from .registry import register_prior, register_prior_class
+from .sequence import RasterSequenceStep
 
 ATTENTION_TYPES = ("local_1d", "local_2d")
 POSITION_ENCODINGS = ("sinusoidal", "learned")
@@ -194,7 +195,7 @@ class Block(nn.Module):
 
 
 @register_prior_class
-class ImageTransformer(AutoregressivePrior):
+class ImageTransformer(RasterSequenceStep, AutoregressivePrior):
     """Image Transformer of Parmar et al. 2018: local self-attention over the raster sequence of pixel channels.
 
     The defaults are [1]'s best CIFAR-10 model (tensor2tensor ``imagetransformer_cifar10_base``, 2.90 bits/dim):
@@ -424,22 +425,6 @@ class ImageTransformer(AutoregressivePrior):
         if self.norm is not None:
             x = self.norm(x)
         return self.head(x)
-
-    def step(self, cache: dict[str, Any], h: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        C, K, W = self.in_channels, self.num_values, self.grid_size[1]
-        first = (i * W + j) * C  # position of channel 0 of pixel (i, j)
-        c = cache["length"] - first  # the channel step the sampler is on
-        if not 0 <= c < C:
-            raise RuntimeError(
-                f"Expected steps in raster order, {C} per pixel: got pixel ({i}, {j}) after {cache['length']} "
-                f"committed positions."
-            )
-        # Channel c is final input-wise; channels c + 1 .. C - 1 are run on the canvas as it stands and redone by
-        # the next steps; channels < c keep the logits of their own steps.
-        for t in range(first + c, first + C):
-            cache["params"][:, (t - first) * K : (t - first + 1) * K] = self._position(cache, h, t)
-        cache["length"] = first + c + 1
-        return cache["params"].clone()  # (B, C K)
 
 
 register_prior(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,15 @@ from huggingface_hub import ModelCard, ModelCardData
 LIBRARY_NAME = "pixelprior"
 # what a pipeline repository holds; pickled weights (*.bin, *.pt, *.ckpt) are never downloaded
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.md"]
-TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "integrations" / "hub" / "model_card_template.md"
+_TEMPLATE = Path("integrations") / "hub" / "model_card_template.md"
+
+
+def default_template_path() -> Path:
+    """``integrations/hub/model_card_template.md``: of the source checkout (editable installs), else the copy a wheel
+    installs under ``<prefix>/share/pixelprior/`` (``[tool.setuptools.data-files]`` in ``pyproject.toml``)."""
+    checkout = Path(__file__).resolve().parents[2] / _TEMPLATE
+    installed = Path(sysconfig.get_path("data")) / "share" / "pixelprior" / "hub" / _TEMPLATE.name
+    return checkout if checkout.is_file() else installed
 
 
 def resolve_pretrained_path(
@@ -99,7 +108,7 @@ def save_model_card(
     Returns:
         The written :class:`huggingface_hub.ModelCard`.
     """
-    template_path = Path(template_path) if template_path is not None else TEMPLATE_PATH
+    template_path = Path(template_path) if template_path is not None else default_template_path()
     if not template_path.is_file():
         raise ValueError(f"Expected a model card template file, got {str(template_path)!r} (no such file).")
     pipeline_tag = "unconditional-image-generation"
