@@ -158,3 +158,34 @@ def allowed_dependencies(batch_size: int, groups: int, channels: int, positions:
     c = torch.arange(C).view(1, 1, 1, 1, C, 1)
     p2 = torch.arange(N).view(1, 1, 1, 1, 1, N)
     return (b == b2) & ((p2 < p) | ((p2 == p) & (c < g)))
+
+
+def tiny_vqmodel(
+    sample_size: int,
+    num_codes: int,
+    block_out_channels: tuple[int, ...] = (4, 8),
+    latent_channels: int = 2,
+    norm_num_groups: int = 2,
+    lookup_from_codebook: bool = False,
+    seed: int = 0,
+):
+    """A real, seeded, tiny diffusers ``VQModel`` over one-channel images, in eval mode, with a spread-out codebook
+    (``N(0, 1)`` entries: decoded codes differ visibly, and encoding uses many of them)."""
+    from diffusers import VQModel
+
+    torch.manual_seed(seed)
+    vqvae = VQModel(
+        in_channels=1,
+        out_channels=1,
+        down_block_types=("DownEncoderBlock2D",) * len(block_out_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(block_out_channels),
+        block_out_channels=block_out_channels,
+        latent_channels=latent_channels,
+        num_vq_embeddings=num_codes,
+        norm_num_groups=norm_num_groups,
+        sample_size=sample_size,
+        lookup_from_codebook=lookup_from_codebook,
+    )
+    with torch.no_grad():
+        vqvae.quantize.embedding.weight.normal_()
+    return vqvae.eval()

@@ -13,26 +13,14 @@ from pixelprior.cli import main
 from pixelprior.data import GridDataset, codes_metadata, encode_dataset, encode_to_file, load_codes, load_dataset
 from pixelprior.data.codes import encode_images, vqvae_identity, vqvae_latent_size
 from pixelprior.distributions import bins_to_input
+from tests.conftest import tiny_vqmodel
 
 K = 8
 
 
 @pytest.fixture(scope="module")
 def vqvae_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    vqvae = VQModel(
-        in_channels=1,
-        out_channels=1,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(4, 8),
-        latent_channels=2,
-        num_vq_embeddings=K,
-        norm_num_groups=2,
-        sample_size=28,
-    )
-    with torch.no_grad():
-        vqvae.quantize.embedding.weight.normal_()
+    vqvae = tiny_vqmodel(28, K)
     folder = tmp_path_factory.mktemp("vqvae")
     vqvae.save_pretrained(folder)
     return folder

@@ -15,27 +15,21 @@ from PIL import Image
 from pixelprior import VQPriorPipeline, create_prior
 from pixelprior.pipelines import load_pipeline
 from pixelprior.pipelines.inpainting import keep_mask_on_grid
+from tests.conftest import tiny_vqmodel
 
 K, IMAGE, GRID = 8, 8, 4  # codebook size, image side, code grid side (8 / 2**1)
 
 
 def tiny_vqvae(lookup_from_codebook: bool = False, seed: int = 0) -> VQModel:
-    torch.manual_seed(seed)
-    vqvae = VQModel(
-        in_channels=1,
-        out_channels=1,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
+    return tiny_vqmodel(
+        IMAGE,
+        K,
         block_out_channels=(8, 16),
         latent_channels=4,
-        num_vq_embeddings=K,
         norm_num_groups=4,
-        sample_size=IMAGE,
         lookup_from_codebook=lookup_from_codebook,
+        seed=seed,
     )
-    with torch.no_grad():  # a spread-out codebook, so that decoded codes differ visibly
-        vqvae.quantize.embedding.weight.normal_()
-    return vqvae.eval()
 
 
 def tiny_prior(**overrides):

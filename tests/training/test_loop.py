@@ -12,6 +12,7 @@ import torch
 
 from pixelprior.pipelines import PixelPriorPipeline
 from pixelprior.training import NonFiniteLossError, TrainConfig, Trainer, evaluate, train
+from tests.conftest import tiny_vqmodel
 
 # PixelCNN++ with dropout on 8-bit digits: resuming must restore the RNG (dropout masks), Adam, the EMA, the
 # cosine schedule and the data position (6 steps x 2 micro-batches cross the 40-image epochs of 5 micro-batches).
@@ -132,18 +133,7 @@ def test_codes_dataset_trains_a_vq_prior_pipeline(tmp_path):
     from pixelprior.data import encode_to_file
     from pixelprior.pipelines import VQPriorPipeline
 
-    torch.manual_seed(0)
-    vqvae = VQModel(
-        in_channels=1,
-        out_channels=1,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(4, 8),
-        latent_channels=2,
-        num_vq_embeddings=8,
-        norm_num_groups=2,
-        sample_size=8,
-    )
+    vqvae = tiny_vqmodel(8, 8)
     vqvae.save_pretrained(tmp_path / "vqvae")
     codes = str(tmp_path / "codes.safetensors")
     meta = encode_to_file(str(tmp_path / "vqvae"), "digits", codes, progress=False)
