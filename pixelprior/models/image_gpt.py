@@ -186,12 +186,7 @@ class ImageGPT(RasterSequenceStep, AutoregressivePrior):
         likelihood: str = "categorical",
     ) -> None:
         super().__init__()
-        if likelihood != "categorical":
-            raise ValueError(
-                f"Expected likelihood='categorical': ImageGPT predicts one value per sequence position (a pixel's "
-                f"channels are separate positions), so a joint per-pixel likelihood does not apply; got "
-                f"{likelihood!r}."
-            )
+        self._check_sequence_likelihood(likelihood)
         self._init_prior(sample_size, in_channels, num_values, num_classes, cond_channels, likelihood)
         for name, value in (
             ("hidden_channels", hidden_channels),

@@ -258,12 +258,7 @@ class ImageTransformer(RasterSequenceStep, AutoregressivePrior):
         likelihood: str = "categorical",
     ) -> None:
         super().__init__()
-        if likelihood != "categorical":
-            raise ValueError(
-                f"Expected likelihood='categorical': ImageTransformer predicts one value per sequence position (a "
-                f"pixel's channels are separate positions), so a joint per-pixel likelihood does not apply; got "
-                f"{likelihood!r}."
-            )
+        self._check_sequence_likelihood(likelihood)
         self._init_prior(sample_size, in_channels, num_values, num_classes, cond_channels, likelihood)
         ffn_channels = 4 * hidden_channels if ffn_channels is None else ffn_channels
         for name, value in (

@@ -25,6 +25,15 @@ class RasterSequenceStep:
     the values the sampler has not drawn yet); channels before ``c`` keep the logits of their own steps.
     """
 
+    def _check_sequence_likelihood(self, likelihood: str) -> None:
+        """Raise a ``ValueError`` unless ``likelihood == "categorical"``: one value per sequence position."""
+        if likelihood != "categorical":
+            raise ValueError(
+                f"Expected likelihood='categorical': {type(self).__name__} predicts one value per sequence position "
+                f"(a pixel's channels are separate positions), so a joint per-pixel likelihood does not apply; got "
+                f"{likelihood!r}."
+            )
+
     def step(self, cache: dict[str, Any], h: torch.Tensor, i: int, j: int) -> torch.Tensor:
         C, K, W = self.in_channels, self.num_values, self.grid_size[1]
         first = (i * W + j) * C  # position of channel 0 of pixel (i, j)
