@@ -46,3 +46,13 @@ def test_inpaint_example(tmp_path):
     _run_example("inpaint.py", *args, "--num_digits", "3", "--max_eval_samples", "20")
     grid = Image.open(out / "inpainting.png")
     assert grid.size == (2 * (3 * 30 + 2), 2 * (4 * 30 + 2))  # original / kept / 2 completions rows of 3 digits
+
+
+def test_multiscale_example(tmp_path):
+    out = tmp_path / "multiscale"
+    args = ["--output_dir", str(out), "--max_steps", "2", "--hidden_channels", "8", "--num_layers", "1"]
+    proc = _run_example("multiscale.py", *args, "--num_samples", "3", "--max_eval_samples", "20")
+    assert "test bits/dim:" in proc.stdout
+    grid = Image.open(out / "samples.png")
+    assert grid.size == (2 * (3 * 30 + 2), 2 * (2 * 30 + 2))  # small images (shown at full size) / full images
+    assert (out / "small" / "config.json").exists() and (out / "big" / "config.json").exists()
