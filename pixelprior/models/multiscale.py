@@ -184,7 +184,7 @@ class MultiScalePrior(nn.Module):
         x = self.big.check_x(x)
         small = self.subsample(x)
         params = self.big(x, class_labels=class_labels, cond=self.condition(small))  # (B, P, H, W)
-        per_position = self.big.distribution.log_prob(params, x)  # (B, H, W)
+        per_position = self.big.position_log_prob(params, x)  # (B, H, W)
         rest = (per_position * self.free_positions()).flatten(1).sum(1)
         return self.small.log_prob(small, class_labels=class_labels) + rest
 

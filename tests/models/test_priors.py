@@ -687,3 +687,15 @@ def test_step_equals_compute_params(name, cond_kwargs):
                 for _ in model.distribution.channel_steps:
                     step = model.step(cache, h, i, j)  # (B, P)
                     torch.testing.assert_close(step, full[:, :, i, j], rtol=1e-9, atol=1e-10)
+
+
+@names
+def test_likelihood_keeps_float32_under_bf16_autocast(name):
+    # Mixed-precision training runs the network in bfloat16; the likelihood must not (3 significant digits).
+    model = unconditional_prior(name, dtype=torch.float32)
+    x = random_x(model, 2)
+    reference = model.bits_per_dim(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model.bits_per_dim(x)
+    assert mixed.dtype == torch.float32
+    assert torch.allclose(mixed, reference, rtol=0.02), (mixed, reference)
