@@ -154,3 +154,15 @@ def test_codes_dataset_trains_a_vq_prior_pipeline(tmp_path):
     assert (tmp_path / "run" / "samples" / "step-2.png").is_file()
     pipe = VQPriorPipeline.from_pretrained(tmp_path / "run")
     assert pipe.prior.num_values == 8 and isinstance(pipe.vqvae, VQModel)
+
+
+def test_tensorboard_logger_writes_the_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = dict(RESUMABLE, max_steps=2, checkpointing_steps=None, eval_steps=2, use_ema=False)
+    train(TrainConfig(output_dir=str(tmp_path / "run"), logger="tensorboard", **config))
+    events = EventAccumulator(str(tmp_path / "run" / "logs" / "pixelprior"))
+    events.Reload()
+    assert {"train/loss", "train/lr", "test/bits_per_dim"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2]
