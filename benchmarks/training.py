@@ -10,7 +10,7 @@ Usage:
     python benchmarks/training.py --models pixelcnn_pp_cifar10 pixelsnail_vqvae2_top --device cuda \\
         --variants fp32 bf16 bf16+channels_last bf16+compile
     python benchmarks/training.py --models pixelcnn_mnist --device cpu --batch_size 16 --steps 3   # smoke run
-    python benchmarks/training.py --device cpu --batch_size 8 --steps 3 --warmup 1 \
+    python benchmarks/training.py --device cpu --batch_size 8 --steps 3 --warmup 1 \\
         --model_kwargs '{"hidden_channels": 32, "num_layers": 2}' --variants fp32 bf16 fp32+ckpt   # CPU, shrunk
 
 Batch sizes default to the references' (64 for CIFAR-10 pixel models, 32 for the VQ-VAE-2 priors).
