@@ -205,7 +205,7 @@ def save_codes(
     save_file(tensors, path, metadata=metadata)
 
 
-def _vqvae_folder(vqvae_path: str) -> str:
+def vqvae_folder(vqvae_path: str) -> str:
     """Where to load a VQModel from: a VQModel folder or Hub id as given, the ``vqvae/`` of a pipeline folder."""
     if os.path.isfile(os.path.join(vqvae_path, "vqvae", "config.json")):
         return os.path.join(vqvae_path, "vqvae")
@@ -242,7 +242,7 @@ def encode_to_file(
 
     if not output.endswith(".safetensors"):
         raise ValueError(f"Expected an output file name ending in .safetensors, got {output!r}.")
-    folder = _vqvae_folder(vqvae_path)
+    folder = vqvae_folder(vqvae_path)
     vqvae = VQModel.from_pretrained(folder)
     encoded, num_classes = {}, None
     for split in splits:

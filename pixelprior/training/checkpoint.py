@@ -25,6 +25,11 @@ def checkpoint_dir(output_dir: str, step: int) -> str:
     return os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{step}")
 
 
+def tmp_checkpoint_dir(output_dir: str, step: int) -> str:
+    """``output_dir/.tmp-checkpoint-STEP``: where checkpoint ``STEP`` is written before its rename."""
+    return os.path.join(output_dir, f"{TMP_PREFIX}{CHECKPOINT_PREFIX}{step}")
+
+
 def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
     """The complete checkpoints of ``output_dir`` as ``(step, path)``, oldest first (``.tmp-`` folders excluded)."""
     if not os.path.isdir(output_dir):
@@ -70,7 +75,7 @@ def _fsync_dir(path: str) -> None:
 
 def begin_checkpoint(output_dir: str, step: int) -> str:
     """Make an empty ``output_dir/.tmp-checkpoint-STEP`` (removing a leftover of a crashed save) and return it."""
-    tmp = os.path.join(output_dir, f"{TMP_PREFIX}{CHECKPOINT_PREFIX}{step}")
+    tmp = tmp_checkpoint_dir(output_dir, step)
     if os.path.exists(tmp):
         shutil.rmtree(tmp)
     os.makedirs(tmp)

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import time
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,16 +31,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from ..data import GridDataset, load_dataset
+from ..data import GridDataset, load_dataset, parse_dataset
 from ..models import AutoregressivePrior, create_prior
 from .checkpoint import (
     begin_checkpoint,
+    checkpoint_dir,
     checkpoint_step,
     commit_checkpoint,
     latest_checkpoint,
     prune_checkpoints,
     remove_leftovers,
     resolve_resume,
+    tmp_checkpoint_dir,
 )
 from .config import TrainConfig
 from .ema import EMA
@@ -53,7 +55,6 @@ from .schedules import lr_factor
 RESULTS_FILE = "train_results.json"
 TRAINER_STATE_FILE = "trainer_state.json"
 EMA_FILE = "ema.safetensors"
-CODES_PREFIX = "codes:"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -174,13 +175,9 @@ def check_data_matches_model(prior: AutoregressivePrior, dataset: GridDataset, c
 
 def load_splits(config: TrainConfig) -> tuple[GridDataset, GridDataset]:
     """The train and test splits of ``config.dataset`` (with ``--resolution``, ``--num_bits``, ``--data_dir``)."""
-    kwargs: dict[str, Any] = {"binarize": config.binarize}
-    if config.resolution is not None:
-        kwargs["resolution"] = config.resolution
-    if config.num_bits is not None:
-        kwargs["num_bits"] = config.num_bits
-    if config.data_dir is not None:
-        kwargs["data_dir"] = config.data_dir
+    kwargs = dict(
+        binarize=config.binarize, resolution=config.resolution, num_bits=config.num_bits, data_dir=config.data_dir
+    )
     return load_dataset(config.dataset, "train", **kwargs), load_dataset(config.dataset, "test", **kwargs)
 
 
@@ -258,18 +255,17 @@ class Trainer:
     def _pipeline(self, prior: AutoregressivePrior):
         from ..pipelines import PixelPriorPipeline
 
-        if not self.config.dataset.startswith(CODES_PREFIX):
+        kind, codes_file = parse_dataset(self.config.dataset)
+        if kind != "codes":
             return PixelPriorPipeline(prior=prior)
         from diffusers import VQModel
 
-        from ..data.codes import codes_metadata
+        from ..data.codes import codes_metadata, vqvae_folder
         from ..pipelines import VQPriorPipeline
 
         if self._vqvae is None:
-            meta = codes_metadata(self.config.dataset[len(CODES_PREFIX) :])
-            path = meta["vqvae_path"]  # a VQModel folder or Hub id, or a pipeline folder with a vqvae/ inside
-            sub = "vqvae" if os.path.isfile(os.path.join(path, "vqvae", "config.json")) else None
-            self._vqvae = VQModel.from_pretrained(path, subfolder=sub).to(prior.device)
+            path = codes_metadata(os.path.expanduser(codes_file))["vqvae_path"]
+            self._vqvae = VQModel.from_pretrained(vqvae_folder(path)).to(prior.device)
         return VQPriorPipeline(prior=prior, vqvae=self._vqvae)
 
     def evaluate(self, dataset: Dataset) -> float:
@@ -297,22 +293,17 @@ class Trainer:
         path = os.path.join(self.config.output_dir, "samples", f"step-{step}.png")
         with self._averaged_weights():
             prior = self._full_prior()
-            if prior is not None:
-                was_training = prior.training
-                prior.eval()
-                try:
-                    n = self.config.num_sample_images
-                    labels = None
-                    if prior.num_classes is not None:
-                        labels = torch.arange(n) % prior.num_classes
-                    images = self._pipeline(prior)(
-                        batch_size=n,
-                        class_labels=labels,
-                        generator=torch.Generator().manual_seed(self.config.seed),
-                        progress=False,
-                    ).images
-                finally:
-                    prior.train(was_training)
+            if prior is not None:  # the sampler runs the prior in eval mode and restores its mode
+                n = self.config.num_sample_images
+                labels = None
+                if prior.num_classes is not None:
+                    labels = torch.arange(n) % prior.num_classes
+                images = self._pipeline(prior)(
+                    batch_size=n,
+                    class_labels=labels,
+                    generator=torch.Generator().manual_seed(self.config.seed),
+                    progress=False,
+                ).images
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 make_image_grid(images).save(path)
         self.accelerator.wait_for_everyone()
@@ -321,7 +312,7 @@ class Trainer:
     def save_checkpoint(self, step: int) -> str:
         """Write ``output_dir/checkpoint-STEP`` atomically (every process takes part) and apply the total limit."""
         acc, out = self.accelerator, self.config.output_dir
-        tmp = os.path.join(out, f".tmp-checkpoint-{step}")
+        tmp = tmp_checkpoint_dir(out, step)
         if acc.is_main_process:
             begin_checkpoint(out, step)
         acc.wait_for_everyone()
@@ -334,7 +325,7 @@ class Trainer:
             with open(os.path.join(tmp, TRAINER_STATE_FILE), "w") as f:
                 json.dump({"step": step, "nonfinite_steps": self.nonfinite_steps}, f)
         acc.wait_for_everyone()
-        final = os.path.join(out, f"checkpoint-{step}")
+        final = checkpoint_dir(out, step)
         if acc.is_main_process:
             final = commit_checkpoint(tmp, out, step)
             prune_checkpoints(out, self.config.checkpoints_total_limit, log=self._print)
@@ -508,17 +499,16 @@ class Trainer:
             images_per_second=(step - first_step) * images_per_step / seconds if step > first_step else None,
         )
 
-        with ExitStack() as stack:
-            stack.enter_context(self._averaged_weights())
+        with self._averaged_weights():
             full = self._full_prior()
             if full is not None:
-                self._pipeline(full).save_pretrained(out)
+                pipeline = self._pipeline(full)
+                pipeline.save_pretrained(out)
                 with open(os.path.join(out, RESULTS_FILE), "w") as f:
                     json.dump({**asdict(result), "config": asdict(config)}, f, indent=2)
                 self._print(format_result(result))
-                kind = "VQPriorPipeline" if config.dataset.startswith(CODES_PREFIX) else "PixelPriorPipeline"
                 weights = "EMA weights" if self.ema is not None else "weights"
-                self._print(f"Saved the pipeline ({weights}) to {out} ({kind}.from_pretrained).")
+                self._print(f"Saved the pipeline ({weights}) to {out} ({type(pipeline).__name__}.from_pretrained).")
         acc.wait_for_everyone()
         logger.close()
         return result
