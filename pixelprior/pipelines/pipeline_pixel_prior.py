@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
-from diffusers.image_processor import PipelineImageInput
+from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 
 from ..distributions import bins_to_images, images_to_bins
 from ..distributions.base import Generator
@@ -63,6 +63,7 @@ class PixelPriorPipeline(HubPipelineMixin, DiffusionPipeline):
     def __init__(self, prior: AutoregressivePrior) -> None:
         super().__init__()
         self.register_modules(prior=prior)
+        self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=False)  # [0, 1] floats -> outputs
 
     # ----------------------------------------------------------------------------------- sampling
     @torch.no_grad()
@@ -127,10 +128,7 @@ class PixelPriorPipeline(HubPipelineMixin, DiffusionPipeline):
             images = x
         else:
             images = bins_to_images(x, self.prior.num_values)  # (B, C, H, W) in [0, 1]
-            if output_type != "pt":
-                images = images.permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, C)
-                if output_type == "pil":
-                    images = self.numpy_to_pil(images)
+            images = self.image_processor.postprocess(images, output_type=output_type)
 
         self.maybe_free_model_hooks()
         if not return_dict:
