@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .training.config import COMPILE_MODES, LOGGERS, LR_SCHEDULES, MIXED_PRECISION
+
 
 def _checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
     """An argparse ``type``: ``convert(text)``, accepted when ``ok``; else "expected WHAT, got TEXT"."""
@@ -69,7 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--gradient_checkpointing", action="store_true", help="recompute block activations in backward (less memory)"
     )
-    model.add_argument("--compile", action="store_true", help="torch.compile the model")
+    model.add_argument("--compile", action="store_true", help="torch.compile the model (inductor)")
+    model.add_argument(
+        "--compile_mode",
+        choices=COMPILE_MODES,
+        default="default",
+        help="torch.compile mode with --compile; reduce-overhead: CUDA graphs (default: default)",
+    )
     data = train.add_argument_group("data")
     data.add_argument(
         "--dataset",
@@ -96,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     optim.add_argument(
         "--lr_schedule",
-        choices=("exponential", "constant", "cosine"),
+        choices=LR_SCHEDULES,
         default="exponential",
         help="exponential: lr * lr_decay**step (PixelCNN++, the default); constant; cosine to 0 at max_steps",
     )
@@ -105,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     optim.add_argument("--lr_warmup_steps", type=_nonnegative_int, default=0, help="linear warm-up (default: 0)")
     optim.add_argument("--max_grad_norm", type=_positive_float, default=None, help="clip the gradient norm to this")
-    optim.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default="no", help="autocast dtype")
+    optim.add_argument("--mixed_precision", choices=MIXED_PRECISION, default="no", help="autocast dtype")
     optim.add_argument("--use_ema", action="store_true", help="evaluate, sample and save a Polyak average")
     optim.add_argument("--ema_decay", type=float, default=0.9995, help="EMA decay per step (default: 0.9995)")
     optim.add_argument("--skip_nonfinite", action="store_true", help="skip and count steps with a NaN/inf loss")
@@ -122,9 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     every.add_argument(
         "--resume_from_checkpoint", default=None, help="'latest' (newest in --output_dir) or a checkpoint folder"
     )
-    every.add_argument(
-        "--logger", choices=("jsonl", "tensorboard", "none"), default="jsonl", help="DIR/logs (default: jsonl)"
-    )
+    every.add_argument("--logger", choices=LOGGERS, default="jsonl", help="DIR/logs (default: jsonl)")
     every.add_argument("--log_steps", type=_positive_int, default=10, help="log the loss every N steps (default: 10)")
     train.set_defaults(handler=_train)
 

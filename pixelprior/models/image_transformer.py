@@ -288,7 +288,7 @@ class ImageTransformer(RasterSequenceStep, AutoregressivePrior):
         H, W = self.grid_size
         D = hidden_channels
         self.sequence_length = H * W * in_channels
-        self._local_blocks(torch.device("cpu"))  # checks the block sizes now (ValueError); nothing is kept
+        self.local_blocks = self._build_local_blocks()  # checks the block sizes now (ValueError)
         self.value_embedding = nn.Embedding(in_channels * num_values, D)  # a K x D table per channel
         if position_encoding == "learned":
             self.row_embedding = nn.Embedding(H, D // 2)
@@ -300,13 +300,14 @@ class ImageTransformer(RasterSequenceStep, AutoregressivePrior):
         self.head = nn.Linear(D, num_values)
 
     # ----------------------------------------------------------------------------------------------- pieces
-    def _local_blocks(self, device: torch.device) -> LocalBlocks:
-        """The query and memory blocks of the sequence (built per call: a few integer ops on ``T`` positions)."""
-        cfg = self.config
+    def _build_local_blocks(self) -> LocalBlocks:
+        """The query and memory blocks of the sequence, built once on the CPU (also under a meta-device context) and
+        moved with the model; non-persistent buffers, not in the weights."""
+        cfg, cpu = self.config, torch.device("cpu")
         if cfg.attention == "local_1d":
-            return LocalBlocks.local_1d(self.sequence_length, cfg.block_length, cfg.memory_length, device=device)
+            return LocalBlocks.local_1d(self.sequence_length, cfg.block_length, cfg.memory_length, device=cpu)
         H, W = self.grid_size
-        return LocalBlocks.local_2d(H, W * self.in_channels, cfg.query_shape, cfg.memory_flange, device=device)
+        return LocalBlocks.local_2d(H, W * self.in_channels, cfg.query_shape, cfg.memory_flange, device=cpu)
 
     def encode_input(self, x: torch.Tensor) -> torch.Tensor:
         """The values as floats (integer-valued); the embedding is taken in :meth:`embed_values`.
@@ -375,9 +376,8 @@ class ImageTransformer(RasterSequenceStep, AutoregressivePrior):
         if bias is not None:
             x = x + bias
         x = self.input_dropout(x)
-        blocks = self._local_blocks(h.device)
         for layer in self.layers:
-            x = layer(x, blocks)
+            x = layer(x, self.local_blocks)
         if self.norm is not None:
             x = self.norm(x)
         logits = self.head(x)  # (B, T, K)
@@ -390,7 +390,7 @@ class ImageTransformer(RasterSequenceStep, AutoregressivePrior):
         B, T, D = batch_size, self.sequence_length, self.config.hidden_channels
         kv = dict(device=self.device, dtype=self.dtype)
         return {
-            "blocks": self._local_blocks(self.device),
+            "blocks": self.local_blocks,
             "positions": self.position_encoding(),  # (T, D)
             "bias": self._conditioning(class_labels, cond),  # (B, T, D), (B, 1, D) or None
             "kv": [KeyValueCache(B, T, D, D, self.config.num_heads, **kv) for _ in self.layers],

@@ -38,6 +38,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from torch import nn
 
 from .masks import local_causal_mask
 
@@ -157,13 +158,17 @@ def _positive(value: int, name: str, minimum: int) -> int:
     return value
 
 
-class LocalBlocks:
+class LocalBlocks(nn.Module):
     """A raster-ordered sequence split into query blocks, with the memory block and causal mask of each.
 
     Every position of the sequence is the query of exactly one block; blocks at the end of the sequence (1D) or at
     the bottom and right edges of the grid (2D) are truncated when the block size does not divide the extent, which
     is the same as zero-padding it with masked positions (``-1`` entries below). Build with :meth:`local_1d` or
     :meth:`local_2d`.
+
+    A module only so that its index tensors are (non-persistent) buffers: a model builds its blocks once, they move
+    with ``model.to(device)``, and the training step neither rebuilds them nor reads them back to the host (no
+    synchronization, nothing for ``torch.compile`` to break on).
 
     Args:
         query_positions: raster index of each query of each block, ``-1`` for padding.
@@ -185,16 +190,29 @@ class LocalBlocks:
         [3, 4]
     """
 
+    query_positions: torch.Tensor
+    memory_positions: torch.Tensor
+    mask: torch.Tensor
+    slots: torch.Tensor
+
     def __init__(self, query_positions: torch.Tensor, memory_positions: torch.Tensor, length: int) -> None:
-        self.query_positions, self.memory_positions, self.length = query_positions, memory_positions, length
-        self.mask = local_causal_mask(query_positions, memory_positions)
+        super().__init__()
+        self.length = length
         flat = query_positions.flatten()  # (g q)
         real = flat >= 0
         if not torch.equal(flat[real].sort().values, torch.arange(length, device=flat.device)):
             raise ValueError(f"Expected the query blocks to hold each of the {length} positions once.")
         # slots[p]: where position p sits in the flattened (g q) block layout.
-        self.slots = torch.empty(length, dtype=torch.long, device=flat.device)
-        self.slots[flat[real]] = torch.arange(len(flat), device=flat.device)[real]
+        slots = torch.empty(length, dtype=torch.long, device=flat.device)
+        slots[flat[real]] = torch.arange(len(flat), device=flat.device)[real]
+        self.register_buffer("query_positions", query_positions, persistent=False)
+        self.register_buffer("memory_positions", memory_positions, persistent=False)
+        self.register_buffer("mask", local_causal_mask(query_positions, memory_positions), persistent=False)
+        self.register_buffer("slots", slots, persistent=False)
+
+    def extra_repr(self) -> str:
+        g, q = self.query_positions.shape
+        return f"length={self.length}, blocks={g}, queries={q}, memory={self.memory_positions.shape[1]}"
 
     @classmethod
     def local_1d(

@@ -101,8 +101,12 @@ class AnchoredConv2d(nn.Conv2d):
         """The weight with the causal mask applied (the weight itself for shifted convolutions)."""
         return self.weight if self.mask is None else self.weight * self.mask
 
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero-pad ``x`` so that the convolution keeps its size (the input itself for a ``1 x 1`` kernel: no copy)."""
+        return F.pad(x, self._pads) if any(self._pads) else x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(x, self._pads), self.masked_weight(), self.bias)
+        return F.conv2d(self.pad(x), self.masked_weight(), self.bias)
 
     def stepper(self) -> ConvStep:
         """Weights frozen for cached sampling: call it once per sampling run, not per step."""

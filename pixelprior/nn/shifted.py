@@ -62,7 +62,7 @@ class StridedAnchoredConv2d(AnchoredConv2d):
             raise ValueError(f"Expected a positive stride, got {stride!r}.")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(x, self._pads), self.masked_weight(), self.bias, stride=self.stride)
+        return F.conv2d(self.pad(x), self.masked_weight(), self.bias, stride=self.stride)
 
     def stepper(self) -> StridedConvStep:
         """Weights frozen for cached sampling: call it once per sampling run, not per step."""

@@ -15,6 +15,7 @@ from .trainer import (
     TrainResult,
     build_prior,
     check_data_matches_model,
+    make_optimizer,
     train,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "lr_factor",
+    "make_optimizer",
     "nats_per_image",
     "train",
 ]

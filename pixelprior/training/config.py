@@ -8,6 +8,7 @@ from typing import Any
 LR_SCHEDULES = ("exponential", "constant", "cosine")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LOGGERS = ("jsonl", "tensorboard", "none")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -54,7 +55,10 @@ class TrainConfig:
         log_steps: log the training loss every N steps.
         seed: seeds the model's initialization, the data order and every other random draw.
         gradient_checkpointing: recompute each block's activations in the backward pass (less memory).
-        compile: ``torch.compile`` the training step's model.
+        compile: ``torch.compile`` the training step's model (inductor).
+        compile_mode: ``torch.compile``'s mode with ``compile``: ``"default"``, ``"reduce-overhead"`` (CUDA graphs:
+            the step's kernels replayed without launching each from Python), ``"max-autotune"`` or
+            ``"max-autotune-no-cudagraphs"``.
     """
 
     model: str | None
@@ -92,6 +96,7 @@ class TrainConfig:
     seed: int = 0
     gradient_checkpointing: bool = False
     compile: bool = False
+    compile_mode: str = "default"
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.model_config is None):
@@ -125,9 +130,12 @@ class TrainConfig:
             ("lr_schedule", LR_SCHEDULES),
             ("mixed_precision", MIXED_PRECISION),
             ("logger", LOGGERS),
+            ("compile_mode", COMPILE_MODES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"Expected {name} to be one of {list(allowed)}, got {getattr(self, name)!r}.")
+        if self.compile_mode != "default" and not self.compile:
+            raise ValueError(f"Expected --compile with compile_mode={self.compile_mode!r}, got compile=False.")
         if not isinstance(self.model_kwargs, dict):
             raise ValueError(f"Expected model_kwargs to be a dict, got {type(self.model_kwargs).__name__}.")
 

@@ -163,7 +163,7 @@ def test_one_layer_sees_exactly_its_memory(C, kw):
     x = torch.randint(0, 4, (1, C, 4, 4), generator=torch.Generator().manual_seed(1))
     dep = dependency_map(model, x)[0, :, :, 0]  # (G, pixels, C, pixels)
     seen = rearrange(dep, "g p c p2 -> (p g) (p2 c)") != 0  # (T, T): position t, value s
-    dense = model._local_blocks(torch.device("cpu")).dense_mask()
+    dense = model.local_blocks.dense_mask()
     expected = torch.zeros_like(seen)
     expected[:, :-1] = dense[:, 1:]  # value s is the input of position s + 1
     assert torch.equal(seen, expected)

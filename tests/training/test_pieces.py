@@ -146,6 +146,8 @@ def test_gradient_checkpointing_gives_the_same_gradients(name):
         {"checkpointing_steps": 0},
         {"lr_warmup_steps": -1},
         {"model_config": "x.json"},
+        {"compile_mode": "reduce-overhead"},  # without compile=True
+        {"compile": True, "compile_mode": "fast"},
     ],
 )
 def test_train_config_checks_the_new_flags(bad):

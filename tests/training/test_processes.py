@@ -68,6 +68,53 @@ def test_two_process_ddp_on_cpu_trains_shards_and_evaluates_exactly(tmp_path):
     assert evaluate(prior, single.test_set, batch_size=7) == pytest.approx(result["test_bits_per_dim"], abs=1e-6)
 
 
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(HERE)), "integrations", "accelerate")
+
+
+def _launch(config_file: str, job: dict, *flags: str, env: dict | None = None) -> subprocess.Popen:
+    """``accelerate launch --config_file CONFIG [flags] ddp_job.py JOB`` in the background."""
+    argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", os.path.join(CONFIGS, config_file)]
+    argv += [*flags, os.path.join(HERE, "ddp_job.py"), json.dumps(job)]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or _env())
+
+
+def _same_weights_on(out, world_size: int) -> None:
+    ranks = [load_file(out / f"rank{r}-of-{world_size}.safetensors") for r in range(world_size)]
+    for name in ranks[0]:
+        assert all(torch.equal(ranks[0][name], other[name]) for other in ranks[1:]), name
+
+
+def test_shipped_cpu_and_multi_node_configs_run(tmp_path):
+    # The files of integrations/accelerate as a user launches them: cpu_multiprocess.yaml as it is, and
+    # multi_node.yaml as 2 "nodes" of 1 process on this machine (node 0 at 127.0.0.1; the GPU settings overridden).
+    job = dict(DIGITS, max_steps=2, batch_size=4, max_train_samples=32, max_eval_samples=16, num_sample_images=2)
+    cpu_job = {**job, "output_dir": str(tmp_path / "cpu")}
+    cpu = _launch("cpu_multiprocess.yaml", cpu_job, "--main_process_port", "29534")
+    node_flags = ["--num_processes", "2", "--num_machines", "2", "--main_process_ip", "127.0.0.1"]
+    node_flags += ["--main_process_port", "29535", "--mixed_precision", "no"]
+    nodes = [
+        _launch(
+            "multi_node.yaml",
+            {**job, "output_dir": str(tmp_path / "nodes")},
+            *node_flags,
+            "--machine_rank",
+            str(rank),
+            env={**_env(), "ACCELERATE_USE_CPU": "true"},
+        )
+        for rank in range(2)
+    ]
+    printed = []
+    for proc in [cpu, *nodes]:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        printed.append(out)
+    assert "4 x 1 micro-batch(es) x 2 process(es) = 8 images" in printed[0], printed[0]
+    assert "4 x 1 micro-batch(es) x 2 process(es) = 8 images" in printed[1], printed[1]  # node 0 prints
+    for folder in ("cpu", "nodes"):
+        _same_weights_on(tmp_path / folder, 2)
+        assert (tmp_path / folder / "model_index.json").is_file()  # the pipeline folder, written once
+
+
 def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path):
     out = tmp_path / "run"
     steps = 60
