@@ -102,23 +102,22 @@ def test_ema_weights_are_evaluated_and_saved(tmp_path):
     assert evaluate(trainer.prior, trainer.test_set) != pytest.approx(result.test_bits_per_dim, abs=1e-6)
 
 
+# A tiny PixelCNN on the binarized 8x8 digits, for the runs that only need a few quick steps.
+DIGITS = dict(
+    model="pixelcnn_mnist",
+    model_kwargs={"sample_size": 8, "hidden_channels": 8, "num_layers": 2},
+    dataset="digits",
+    binarize=True,
+    logger="none",
+    num_sample_images=2,
+)
+
+
 def test_compiled_training_matches_eager(tmp_path):
     # --compile (inductor) trains the same model: 2 micro-batches, EMA, evaluation and the saved pipeline. The mode
     # with CUDA graphs runs as plain inductor on a CPU, through the same per-step marking and loss copies.
-    config = dict(
-        model="pixelcnn_mnist",
-        model_kwargs={"sample_size": 8, "hidden_channels": 8, "num_layers": 2},
-        dataset="digits",
-        binarize=True,
-        max_steps=4,
-        batch_size=8,
-        gradient_accumulation_steps=2,
-        use_ema=True,
-        ema_decay=0.5,
-        max_eval_samples=64,
-        logger="none",
-        num_sample_images=4,
-    )
+    config = dict(DIGITS, max_steps=4, batch_size=8, gradient_accumulation_steps=2, max_eval_samples=64)
+    config.update(use_ema=True, ema_decay=0.5)
     eager = Trainer(TrainConfig(output_dir=str(tmp_path / "eager"), **config))
     eager_result = eager.run()
     compiled = Trainer(
@@ -136,17 +135,7 @@ def test_compiled_training_matches_eager(tmp_path):
 
 def test_runs_in_one_process_keep_their_own_settings(tmp_path):
     # Accelerate's per-process state must not carry one run's precision (or compile setting) into the next.
-    config = dict(
-        model="pixelcnn_mnist",
-        model_kwargs={"sample_size": 8, "hidden_channels": 4, "num_layers": 1},
-        dataset="digits",
-        binarize=True,
-        max_steps=2,
-        batch_size=4,
-        max_eval_samples=8,
-        logger="none",
-        num_sample_images=1,
-    )
+    config = dict(DIGITS, max_steps=2, batch_size=4, max_eval_samples=8)
     for precision in ("no", "bf16", "no"):
         trainer = Trainer(TrainConfig(output_dir=str(tmp_path / precision), mixed_precision=precision, **config))
         assert trainer.accelerator.mixed_precision == precision
