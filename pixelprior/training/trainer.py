@@ -225,6 +225,13 @@ class Trainer:
             project_dir=os.path.join(config.output_dir, "logs"),
             dynamo_plugin=TorchDynamoPlugin(backend="inductor", mode=config.compile_mode) if config.compile else None,
         )
+        if config.mixed_precision != "no" and not self.accelerator.native_amp:
+            # Accelerate would train in float32 without a word (it does for fp16 on a CPU).
+            raise ValueError(
+                f"Expected --mixed_precision bf16 or no on {self.accelerator.device.type}, got "
+                f"{config.mixed_precision!r}: Accelerate has no {config.mixed_precision} autocast there and would "
+                "silently train in float32."
+            )
         self.fsdp = self.accelerator.distributed_type == DistributedType.FSDP
         if self.fsdp and config.use_ema:
             raise ValueError("Expected no --use_ema with FSDP (the EMA keeps full weights), got both.")

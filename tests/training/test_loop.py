@@ -142,6 +142,12 @@ def test_runs_in_one_process_keep_their_own_settings(tmp_path):
         assert math.isfinite(trainer.run().test_bits_per_dim)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 autocast exists on a GPU")
+def test_fp16_on_a_cpu_is_refused_rather_than_silently_float32(tmp_path):
+    with pytest.raises(ValueError, match="Expected --mixed_precision bf16 or no on cpu, got 'fp16'"):
+        Trainer(TrainConfig(output_dir=str(tmp_path), mixed_precision="fp16", **DIGITS))
+
+
 def test_nonfinite_loss_stops_or_is_skipped(tmp_path):
     # A learning rate of 1e30 really blows the weights up: step 1 is finite, step 2's loss is NaN.
     config = TrainConfig(
