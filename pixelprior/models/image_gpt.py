@@ -47,9 +47,9 @@ any grid and ``C`` channels of any ``num_values`` are accepted (the sequence the
 NOTE: unlike [1] (and [2]), the output head has no tie to the token embedding ([1] does not tie them either)
 and no bias; [1]'s sparse attention variants and BERT objective are not implemented.
 
-Cached sampling: each layer keeps preallocated key and value buffers ``(B, n, T, d)``. The step of position
-``t`` runs one position through every layer: it writes that position's key and value at index ``t`` and attends
-over indices ``0 .. t``, ``O(t)`` per layer. The sampler calls :meth:`ImageGPT.step` ``C`` times at each pixel
+Cached sampling: each layer keeps a :class:`~pixelprior.nn.KeyValueCache` (``(B, n, T, d)`` buffers). The step of
+position ``t`` runs one position through every layer: it writes that position's key and value at index ``t`` and
+attends over indices ``0 .. t``, ``O(t)`` per layer. The sampler calls :meth:`ImageGPT.step` ``C`` times at each pixel
 (one per channel); call ``c`` commits position ``(i W + j) C + c``, whose input (value ``t - 1``) is final by then.
 So that a step returns the teacher-forced parameters of the whole pixel (the contract of ``step``), call ``c``
 also runs the later channels ``c + 1 .. C - 1`` of the pixel from the canvas as it stands; their keys and values
@@ -69,6 +69,7 @@ from diffusers.configuration_utils import register_to_config
 from einops import rearrange, repeat
 from torch import nn
 
+from ..nn.attention import KeyValueCache
 from .modeling_prior import AutoregressivePrior
 from .registry import register_prior, register_prior_class
 from .sequence import RasterSequenceStep
@@ -99,16 +100,15 @@ class CausalSelfAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (b, n, t, d)
         return self.dropout(self.proj(rearrange(out, "b n t d -> b t (n d)")))
 
-    def step(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, t: int) -> torch.Tensor:
-        """Position ``t`` alone: write its key and value at index ``t`` of the buffers, attend over ``0 .. t``.
+    def step(self, x: torch.Tensor, cache: KeyValueCache, t: int) -> torch.Tensor:
+        """Position ``t`` alone: write its key and value at index ``t`` of the cache, attend over ``0 .. t``.
 
         Shapes:
-            x: ``(b, D)``, keys, values: ``(b, n, T, d)`` -> ``(b, D)``
+            x: ``(b, D)`` -> ``(b, D)``
         """
-        q, k, v = rearrange(self.qkv(x), "b (s n d) -> s b n d", s=3, n=self.num_heads)
-        keys[:, :, t], values[:, :, t] = k, v
-        out = F.scaled_dot_product_attention(q[:, :, None], keys[:, :, : t + 1], values[:, :, : t + 1])  # (b, n, 1, d)
-        return self.proj(rearrange(out, "b n 1 d -> b (n d)"))
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # (b, (n d)) each
+        cache.write(t, k, v)
+        return self.proj(cache.attend(q, t + 1))
 
 
 class Block(nn.Module):
@@ -139,13 +139,13 @@ class Block(nn.Module):
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
-    def step(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, t: int) -> torch.Tensor:
+    def step(self, x: torch.Tensor, cache: KeyValueCache, t: int) -> torch.Tensor:
         """The block at position ``t`` (see :meth:`CausalSelfAttention.step`).
 
         Shapes:
             x: ``(b, D)`` -> ``(b, D)``
         """
-        x = x + self.attn.step(self.norm1(x), keys, values, t)
+        x = x + self.attn.step(self.norm1(x), cache, t)
         return x + self.mlp(self.norm2(x))
 
 
@@ -286,13 +286,11 @@ class ImageGPT(RasterSequenceStep, AutoregressivePrior):
         self, batch_size: int, class_labels: torch.Tensor | None, cond: torch.Tensor | None
     ) -> dict[str, Any]:
         B, T, D = batch_size, self.sequence_length, self.config.hidden_channels
-        n = self.config.num_heads
         kv = dict(device=self.device, dtype=self.dtype)
         return {
             "start": self._start(class_labels, B),  # (B, D)
             "cond": self._cond_features(cond),  # (B, H W, D) or None
-            "keys": [torch.zeros(B, n, T, D // n, **kv) for _ in self.blocks],
-            "values": [torch.zeros(B, n, T, D // n, **kv) for _ in self.blocks],
+            "kv": [KeyValueCache(B, T, D, D, self.config.num_heads, **kv) for _ in self.blocks],
             "length": 0,  # positions 0 .. length - 1 are committed (their keys and values are final)
             "params": torch.zeros(B, self.distribution.num_params, **kv),  # the current pixel's logits
         }
@@ -312,8 +310,8 @@ class ImageGPT(RasterSequenceStep, AutoregressivePrior):
         x = x + self.position_embedding.weight[t]
         if cache["cond"] is not None:
             x = x + cache["cond"][:, t // C]
-        for block, keys, values in zip(self.blocks, cache["keys"], cache["values"], strict=True):
-            x = block.step(x, keys, values, t)
+        for block, kv in zip(self.blocks, cache["kv"], strict=True):
+            x = block.step(x, kv, t)
         return self.head(self.norm(x))
 
 
