@@ -185,9 +185,10 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
                     f"Expected integer class_labels of shape ({batch_size},), got dtype {class_labels.dtype} and "
                     f"shape {tuple(class_labels.shape)}."
                 )
-            lo, hi = _value_range(class_labels) if class_labels.numel() else (0, 0)
-            if lo < 0 or hi >= num_classes:
-                raise ValueError(f"Expected class_labels in [0, {num_classes}), got values in [{lo}, {hi}].")
+            if class_labels.numel():
+                lo, hi = _value_range(class_labels)
+                if lo < 0 or hi >= num_classes:
+                    raise ValueError(f"Expected class_labels in [0, {num_classes}), got values in [{lo}, {hi}].")
             class_labels = class_labels.to(device=self.device, dtype=torch.long)
         if cond_channels is None:
             if cond is not None:
