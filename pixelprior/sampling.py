@@ -21,6 +21,7 @@ The model runs in eval mode while sampling (dropout off); its previous mode is r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -30,6 +31,13 @@ from .distributions.base import Generator
 
 if TYPE_CHECKING:
     from .models.modeling_prior import AutoregressivePrior
+
+# draw(params, values, channels, i, j): the values of ``channels`` at position (i, j) given the network's parameters
+# there, params ``(B, num_params)``, and the position's values so far, values ``(B, C)`` long -> ``(B, len(channels))``
+# long. Sampling draws them from the distribution; lossless coding reads or writes them through an entropy coder.
+Draw = Callable[[torch.Tensor, torch.Tensor, tuple[int, ...], int, int], torch.Tensor]
+# row_callback(i, x): called once row i is complete, with the grid x ``(B, C, H, W)`` long drawn so far.
+RowCallback = Callable[[int, torch.Tensor], None]
 
 
 def _infer_batch_size(batch_size: int | None, **tensors: Any) -> int:
@@ -82,8 +90,12 @@ def sample(
     generator: Generator = None,
     use_cache: bool = True,
     progress: bool = False,
+    row_callback: RowCallback | None = None,
 ) -> torch.Tensor:
-    """Sample ``(B, C, H, W)`` grids from ``model``; see :meth:`AutoregressivePrior.sample` for the arguments."""
+    """Sample ``(B, C, H, W)`` grids from ``model``; see :meth:`AutoregressivePrior.sample` for the arguments.
+
+    ``row_callback(i, x)``, if given, is called once each row ``i`` is complete with the grid drawn so far.
+    """
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
         raise ValueError(f"Expected temperature > 0, got {temperature!r}.")
     batch_size = _infer_batch_size(
@@ -97,12 +109,50 @@ def sample(
     class_labels, cond = model.check_conditioning(batch_size, class_labels, cond)
     x, known_mask = _check_known(model, batch_size, known, known_mask)
 
+    temperature = float(temperature)
+
+    def draw(params: torch.Tensor, values: torch.Tensor, channels: tuple[int, ...], i: int, j: int) -> torch.Tensor:
+        return model.distribution.sample(params, values, channels, temperature, generator)
+
+    return raster_loop(
+        model,
+        x,
+        known_mask,
+        class_labels,
+        cond,
+        draw,
+        use_cache=use_cache,
+        progress=progress,
+        row_callback=row_callback,
+    )
+
+
+@torch.no_grad()
+def raster_loop(
+    model: AutoregressivePrior,
+    x: torch.Tensor,
+    known_mask: torch.Tensor,
+    class_labels: torch.Tensor | None,
+    cond: torch.Tensor | None,
+    draw: Draw,
+    *,
+    use_cache: bool = True,
+    progress: bool = False,
+    row_callback: RowCallback | None = None,
+) -> torch.Tensor:
+    """Visit every position in raster order and fill ``x`` in place with ``draw``'s values, on checked inputs.
+
+    The loop under :func:`sample` (``draw`` samples) and under lossless coding (``draw`` reads the true values and
+    codes them, or decodes them): both sides of a code see the same parameters, computed by the same steps in the
+    same order. Runs the model in eval mode and restores its mode.
+
+    Shapes:
+        x: ``(B, C, H, W)`` long (known values in place), known_mask: ``(B, C, H, W)`` bool -> x
+    """
     was_training = model.training
     model.eval()
     try:
-        return _raster_loop(
-            model, x, known_mask, class_labels, cond, float(temperature), generator, use_cache, progress
-        )
+        return _raster_loop(model, x, known_mask, class_labels, cond, draw, use_cache, progress, row_callback)
     finally:
         model.train(was_training)
 
@@ -113,10 +163,10 @@ def _raster_loop(
     known_mask: torch.Tensor,
     class_labels: torch.Tensor | None,
     cond: torch.Tensor | None,
-    temperature: float,
-    generator: Generator,
+    draw: Draw,
     use_cache: bool,
     progress: bool,
+    row_callback: RowCallback | None,
 ) -> torch.Tensor:
     dist = model.distribution
     (H, W), B = model.grid_size, x.shape[0]
@@ -137,10 +187,12 @@ def _raster_loop(
                     params = model.compute_params(h, class_labels, cond)[:, :, i, j]
                 if all_known:
                     continue
-                drawn = dist.sample(params, x[:, :, i, j], channels, temperature, generator)  # (B, n)
+                drawn = draw(params, x[:, :, i, j], tuple(channels), i, j)  # (B, n)
                 keep = known_mask[:, channels, i, j]
                 x[:, channels, i, j] = torch.where(keep, x[:, channels, i, j], drawn)
                 h[:, :, i : i + 1, j : j + 1] = model.encode_input(x[:, :, i : i + 1, j : j + 1])
             bar.update(1)
+        if row_callback is not None:
+            row_callback(i, x)
     bar.close()
     return x

@@ -1,0 +1,66 @@
+"""``pixelprior sample``: a PNG grid of samples from a saved pipeline folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from .arguments import positive_float, positive_int
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Add the ``sample`` subcommand to ``commands``."""
+    sample = commands.add_parser(
+        "sample",
+        help="sample a PNG grid from a saved pipeline",
+        description="Sample images from a saved PixelPriorPipeline or VQPriorPipeline folder; write one PNG grid.",
+    )
+    sample.add_argument("--pipeline", required=True, help="folder written by `pixelprior train` (or save_pretrained)")
+    sample.add_argument("--batch_size", type=positive_int, default=16, help="number of images (default: 16)")
+    sample.add_argument("--output", required=True, help="the PNG file to write")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sample.add_argument("--temperature", type=positive_float, default=1.0, help="divides the logits (default: 1)")
+    sample.add_argument(
+        "--class_labels",
+        type=int,
+        nargs="+",
+        default=None,
+        help="one label for all images, or one per image (class-conditional priors; default: 0, 1, 2, ... cycling)",
+    )
+    sample.add_argument("--cols", type=positive_int, default=None, help="images per row (default: square grid)")
+    sample.add_argument("--scale", type=positive_int, default=1, help="magnify the grid by this factor (default: 1)")
+    sample.add_argument("--no_cache", action="store_true", help="use the plain reference sampler (slow)")
+    sample.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    import os
+
+    import torch
+    from diffusers.utils import logging as diffusers_logging
+
+    from ..pipelines import load_pipeline, make_image_grid
+
+    if not os.path.isfile(os.path.join(args.pipeline, "model_index.json")):
+        parser.error(f"argument --pipeline: expected a folder with a model_index.json, got {args.pipeline!r}")
+    if not args.output.lower().endswith(".png"):
+        parser.error(f"argument --output: expected a .png file name, got {args.output!r}")
+    diffusers_logging.disable_progress_bar()  # the "Loading pipeline components" bar; the sampler keeps its own
+    pipe = load_pipeline(args.pipeline)  # a PixelPriorPipeline or a VQPriorPipeline
+    pipe.to("cuda" if torch.cuda.is_available() else "cpu")
+    class_labels = args.class_labels
+    if pipe.prior.num_classes is not None and class_labels is None:
+        class_labels = [k % pipe.prior.num_classes for k in range(args.batch_size)]
+    elif class_labels is not None and len(class_labels) == 1:
+        class_labels = class_labels[0]
+    images = pipe(
+        batch_size=args.batch_size,
+        class_labels=class_labels,
+        generator=torch.Generator().manual_seed(args.seed),
+        temperature=args.temperature,
+        use_cache=not args.no_cache,
+        progress=True,
+    ).images
+    grid = make_image_grid(images, cols=args.cols, scale=args.scale)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    grid.save(args.output)
+    print(f"Wrote {len(images)} samples to {args.output} ({grid.width}x{grid.height}).")
