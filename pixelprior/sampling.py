@@ -7,30 +7,32 @@ current position given everything drawn so far:
 
 * **plain** (``use_cache=False``): one full teacher-forced forward of the whole canvas per step, the
   reference: obviously correct, ``O(H W)`` times the cost of a forward;
-* **cached** (``use_cache=True``): the model's incremental network (``init_cache`` / ``step``). Each causal
-  layer keeps its input buffer (or row states, or key/value caches), so a step computes only the new
-  position. With the same generator both loops draw the same random numbers in the same order, and in
-  float64 they give identical samples.
+* **cached** (``use_cache=True``): the model's incremental network (``init_cache`` / ``step``, the step protocol of
+  :mod:`pixelprior.models.modeling_prior`). Each causal layer keeps its input buffer (or row states, or key/value
+  caches), so a step computes only the new position. With the same generator both loops draw the same random
+  numbers in the same order, and in float64 they give identical samples.
 
 Completion: values where ``known_mask`` is True are kept as given and every later position is conditioned on
 them. A step whose channels are known for the whole batch draws no random numbers (in both loops), so a
 completion is reproducible whichever loop runs it.
+
+Checks: the distribution parameters of every step that draws must be finite; the loop collects one flag per step on
+the device and reads them back once per row (one host synchronization a row on a GPU), then raises a ``ValueError``
+naming the first bad position. Known values are read back once, before the loop.
 
 The model runs in eval mode while sampling (dropout off); its previous mode is restored afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+import math
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
 
-from .distributions.base import Generator
-
-if TYPE_CHECKING:
-    from .models.modeling_prior import AutoregressivePrior
+from .distributions.base import Generator, Likelihood
 
 # draw(params, values, channels, i, j): the values of ``channels`` at position (i, j) given the network's parameters
 # there, params ``(B, num_params)``, and the position's values so far, values ``(B, C)`` long -> ``(B, len(channels))``
@@ -38,6 +40,38 @@ if TYPE_CHECKING:
 Draw = Callable[[torch.Tensor, torch.Tensor, tuple[int, ...], int, int], torch.Tensor]
 # row_callback(i, x): called once row i is complete, with the grid x ``(B, C, H, W)`` long drawn so far.
 RowCallback = Callable[[int, torch.Tensor], None]
+
+
+class Prior(Protocol):
+    """What the loop needs of a model (:class:`pixelprior.models.AutoregressivePrior` has it all)."""
+
+    distribution: Likelihood
+    grid_size: tuple[int, int]
+    training: bool
+
+    @property
+    def in_channels(self) -> int: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def eval(self) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def check_x(self, x: Any, name: str = "x") -> torch.Tensor: ...
+
+    def check_conditioning(self, batch_size: int, class_labels: Any = None, cond: Any = None) -> tuple: ...
+
+    def encode_input(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def compute_params(self, h: torch.Tensor, class_labels: Any, cond: Any) -> torch.Tensor: ...
+
+    def init_cache(self, batch_size: int, class_labels: Any, cond: Any) -> Any: ...
+
+    def step(self, cache: Any, h: torch.Tensor, i: int, j: int) -> torch.Tensor: ...
+
+    def step_variant(self, i: int, j: int) -> Hashable: ...
 
 
 def _infer_batch_size(batch_size: int | None, **tensors: Any) -> int:
@@ -51,9 +85,28 @@ def _infer_batch_size(batch_size: int | None, **tensors: Any) -> int:
     return next(iter(sizes.values()), 1)
 
 
-def _check_known(
-    model: AutoregressivePrior, batch_size: int, known: Any, known_mask: Any
-) -> tuple[torch.Tensor, torch.Tensor]:
+def check_temperature(temperature: Any) -> float:
+    """The temperature as a float; a ``ValueError`` unless it is a finite number > 0."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature):
+        raise ValueError(f"Expected temperature to be a finite number > 0, got {temperature!r}.")
+    if not temperature > 0:
+        raise ValueError(f"Expected temperature > 0, got {temperature!r}.")
+    return float(temperature)
+
+
+def check_generator(generator: Any) -> None:
+    """A ``ValueError`` unless ``generator`` is ``None``, a ``torch.Generator`` or a non-empty list of them."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if isinstance(generator, (list, tuple)) and generator and all(isinstance(g, torch.Generator) for g in generator):
+        return
+    got = type(generator).__name__
+    if isinstance(generator, (list, tuple)):
+        got = f"a {got} of {sorted({type(g).__name__ for g in generator})}" if generator else f"an empty {got}"
+    raise ValueError(f"Expected generator to be a torch.Generator or a list of them (one per sample), got {got}.")
+
+
+def _check_known(model: Prior, batch_size: int, known: Any, known_mask: Any) -> tuple[torch.Tensor, torch.Tensor]:
     C, (H, W) = model.in_channels, model.grid_size
     if known is None and known_mask is None:
         empty = torch.zeros(batch_size, C, H, W, dtype=torch.long, device=model.device)
@@ -79,7 +132,7 @@ def _check_known(
 
 @torch.no_grad()
 def sample(
-    model: AutoregressivePrior,
+    model: Prior,
     batch_size: int | None = None,
     *,
     class_labels: torch.Tensor | int | None = None,
@@ -89,6 +142,7 @@ def sample(
     temperature: float = 1.0,
     generator: Generator = None,
     use_cache: bool = True,
+    compile: bool = False,
     progress: bool = False,
     row_callback: RowCallback | None = None,
 ) -> torch.Tensor:
@@ -96,8 +150,10 @@ def sample(
 
     ``row_callback(i, x)``, if given, is called once each row ``i`` is complete with the grid drawn so far.
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"Expected temperature > 0, got {temperature!r}.")
+    temperature = check_temperature(temperature)
+    check_generator(generator)
+    if compile and not use_cache:
+        raise ValueError("Expected use_cache=True with compile=True: the compiled step is the cached one.")
     batch_size = _infer_batch_size(
         batch_size,
         class_labels=class_labels if not isinstance(class_labels, int) else None,
@@ -108,8 +164,6 @@ def sample(
     )
     class_labels, cond = model.check_conditioning(batch_size, class_labels, cond)
     x, known_mask = _check_known(model, batch_size, known, known_mask)
-
-    temperature = float(temperature)
 
     def draw(params: torch.Tensor, values: torch.Tensor, channels: tuple[int, ...], i: int, j: int) -> torch.Tensor:
         return model.distribution.sample(params, values, channels, temperature, generator)
@@ -129,7 +183,7 @@ def sample(
 
 @torch.no_grad()
 def raster_loop(
-    model: AutoregressivePrior,
+    model: Prior,
     x: torch.Tensor,
     known_mask: torch.Tensor,
     class_labels: torch.Tensor | None,
@@ -148,6 +202,9 @@ def raster_loop(
 
     Shapes:
         x: ``(B, C, H, W)`` long (known values in place), known_mask: ``(B, C, H, W)`` bool -> x
+
+    Raises:
+        ValueError: when the parameters of a step that draws are not finite (naming the first such position).
     """
     was_training = model.training
     model.eval()
@@ -157,8 +214,44 @@ def raster_loop(
         model.train(was_training)
 
 
+def known_steps(known_mask: torch.Tensor, channel_steps: tuple[tuple[int, ...], ...]) -> list[list[list[bool]]]:
+    """``[s][i][j]``: whether step ``s`` of position ``(i, j)`` is known for the whole batch (read back once).
+
+    Shapes:
+        known_mask: ``(B, C, H, W)`` bool
+    """
+    whole_batch = known_mask.all(0)  # (C, H, W)
+    return torch.stack([whole_batch[list(channels)].all(0) for channels in channel_steps]).tolist()
+
+
+class RowCheck:
+    """The finiteness of the parameters each drawing step of a row drew from: flags on the device, read back once."""
+
+    def __init__(self) -> None:
+        self.flags: list[torch.Tensor] = []
+        self.steps: list[tuple[int, int]] = []
+
+    def add(self, params: torch.Tensor, j: int, step: int) -> None:
+        """Shapes: params: ``(B, num_params)``."""
+        self.flags.append(torch.isfinite(params).all())
+        self.steps.append((j, step))
+
+    def raise_first_bad(self, i: int, channel_steps: tuple[tuple[int, ...], ...]) -> None:
+        """Raise a ``ValueError`` naming the first step of row ``i`` whose parameters were not all finite."""
+        if not self.flags:
+            return
+        flags = torch.stack(self.flags)
+        if bool(flags.all()):
+            return
+        j, step = self.steps[int((~flags).nonzero()[0])]
+        raise ValueError(
+            f"Expected finite distribution parameters, got NaN or infinite ones at row {i}, column {j}, channel "
+            f"step {step} (channels {channel_steps[step]}): the model's weights or its conditioning are not finite."
+        )
+
+
 def _raster_loop(
-    model: AutoregressivePrior,
+    model: Prior,
     x: torch.Tensor,
     known_mask: torch.Tensor,
     class_labels: torch.Tensor | None,
@@ -168,30 +261,32 @@ def _raster_loop(
     progress: bool,
     row_callback: RowCallback | None,
 ) -> torch.Tensor:
-    dist = model.distribution
+    steps = model.distribution.channel_steps
     (H, W), B = model.grid_size, x.shape[0]
-    h = model.encode_input(x)  # (B, C, H, W) the encoded canvas, updated pixel by pixel
+    known = known_steps(known_mask, steps)
+    h = model.encode_input(x)  # (B, E, H, W) the encoded canvas, updated pixel by pixel
     cache = model.init_cache(B, class_labels, cond) if use_cache else None
     bar = tqdm(total=H * W, desc="sampling", disable=not progress, leave=False)
     for i in range(H):
+        check = RowCheck()
         for j in range(W):
-            for channels in dist.channel_steps:
-                channels = list(channels)
-                all_known = bool(known_mask[:, channels, i, j].all())
+            for k, channels in enumerate(map(list, steps)):
                 if use_cache:
                     # Even a known step feeds the layer caches, which later positions read.
                     params = model.step(cache, h, i, j)
-                elif all_known:
+                elif known[k][i][j]:
                     continue
                 else:
                     params = model.compute_params(h, class_labels, cond)[:, :, i, j]
-                if all_known:
+                if known[k][i][j]:
                     continue
+                check.add(params, j, k)
                 drawn = draw(params, x[:, :, i, j], tuple(channels), i, j)  # (B, n)
                 keep = known_mask[:, channels, i, j]
                 x[:, channels, i, j] = torch.where(keep, x[:, channels, i, j], drawn)
                 h[:, :, i : i + 1, j : j + 1] = model.encode_input(x[:, :, i : i + 1, j : j + 1])
             bar.update(1)
+        check.raise_first_bad(i, steps)
         if row_callback is not None:
             row_callback(i, x)
     bar.close()

@@ -5,11 +5,25 @@ A prior is a likelihood model over a grid of discrete values ``x`` of shape ``(B
 values; a ``(B, H, W)`` grid is accepted). It factorizes ``p(x)`` in raster order, R -> G -> B within a pixel
 where the likelihood orders channels.
 
-Subclasses implement three methods and declare their constructor under ``@register_to_config``:
+Subclasses declare their constructor under ``@register_to_config`` and implement the network and, for cached
+sampling (see :mod:`pixelprior.sampling`), its incremental version:
 
 * ``compute_params(h, class_labels, cond)``: the network, teacher-forced on the encoded input ``h``;
-* ``init_cache(batch_size, class_labels, cond)`` and ``step(cache, h, i, j)``: the incremental network
-  of cached sampling (see :mod:`pixelprior.sampling`), returning the parameters of one position.
+* ``init_cache(batch_size, class_labels, cond)``: the typed state of cached sampling (a
+  :class:`~pixelprior.nn.stepping.StepCache` dataclass: layer buffers, frozen weights, conditioning), allocated
+  with static shapes;
+* ``forward_step(cache, pixel, i, j, step, variant)``: the network at one position, from the position's values drawn
+  so far (``pixel``, encoded) and what the cache holds of the positions before it: the parameters there;
+* optionally ``commit(cache, pixel, i, j)`` (position ``(i, j)`` is final, with these values) and
+  ``commit_row(cache, i, variant)`` (row ``i`` is final), for layers that read only final positions (an input copy
+  of the canvas, a vertical stack, attention keys), and ``step_variant(i, j)`` / ``row_variant(i)`` where the static
+  structure of a step depends on the position (PixelCNN++'s low-resolution stages).
+
+:meth:`AutoregressivePrior.step` drives the protocol: it keeps the cache's
+:class:`~pixelprior.nn.stepping.RasterCursor` (the one record of which positions are final) and calls the hooks; no
+model works that out from ``(i, j)`` itself.
+Positions are python ints in eager sampling and 0-d tensors in the compiled step, so a ``forward_step`` indexes
+through :mod:`pixelprior.nn.stepping` and does not branch on them.
 
 Everything a user calls (``forward``, ``log_prob``, ``bits_per_dim``, ``loss``, ``sample``) lives here and
 validates its inputs at the boundary.
@@ -19,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Hashable
 from typing import Any
 
 import torch
@@ -27,6 +42,8 @@ from diffusers import ConfigMixin, ModelMixin
 
 from ..distributions import Likelihood, bins_to_input, get_likelihood
 from ..distributions.base import Generator
+from ..nn.stepping import Index, RasterCursor, StepCache
+from ..sampling import sample as _sample
 
 _INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
@@ -120,22 +137,64 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
         """
         raise NotImplementedError
 
-    def init_cache(
-        self, batch_size: int, class_labels: torch.Tensor | None, cond: torch.Tensor | None
-    ) -> dict[str, Any]:
-        """State for cached sampling: empty layer buffers and precomputed conditioning."""
+    def init_cache(self, batch_size: int, class_labels: torch.Tensor | None, cond: torch.Tensor | None) -> StepCache:
+        """State for cached sampling: empty layer buffers, frozen weights and precomputed conditioning."""
         raise NotImplementedError(f"{type(self).__name__} has no cached sampling path; use use_cache=False.")
 
-    def step(self, cache: dict[str, Any], h: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        """Parameters at position ``(i, j)`` from the cache and the encoded canvas.
+    def forward_step(
+        self, cache: StepCache, pixel: torch.Tensor, i: Index, j: Index, step: int, variant: Hashable
+    ) -> torch.Tensor:
+        """The network at position ``(i, j)``, channel step ``step``: what ``compute_params`` gives there.
 
-        Called in raster order, once per entry of ``distribution.channel_steps`` at each position, with
-        ``h`` holding every value drawn so far. Must equal ``compute_params(h, ...)[:, :, i, j]``.
+        Every position before ``(i, j)`` has been committed (:meth:`commit`, :meth:`commit_row`); ``pixel`` holds the
+        position's values drawn so far (the channels of the earlier steps; the others are not final and the
+        parameters of the channels being drawn must not depend on them). ``variant`` is :meth:`step_variant`'s.
 
         Shapes:
-            h: ``(B, C, H, W)`` -> ``(B, num_params)``
+            pixel: ``(B, E)`` encoded -> ``(B, num_params)``
         """
         raise NotImplementedError(f"{type(self).__name__} has no cached sampling path; use use_cache=False.")
+
+    def commit(self, cache: StepCache, pixel: torch.Tensor, i: Index, j: Index) -> None:
+        """Position ``(i, j)`` is final, with the values ``pixel`` (called before any later position's step).
+
+        Shapes:
+            pixel: ``(B, E)`` encoded
+        """
+
+    def commit_row(self, cache: StepCache, i: Index, variant: Hashable) -> None:
+        """Row ``i`` is final (after the commit of its last position); ``variant`` is :meth:`row_variant`'s."""
+
+    def step_variant(self, i: int, j: int) -> Hashable:
+        """The static structure of :meth:`forward_step` at ``(i, j)`` (``None``: the same at every position)."""
+        return None
+
+    def row_variant(self, i: int) -> Hashable:
+        """The static structure of :meth:`commit_row` of row ``i`` (``None``: the same for every row)."""
+        return None
+
+    def step(self, cache: StepCache, h: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """Parameters at position ``(i, j)`` from the cache and the encoded canvas.
+
+        Called in raster order, once per entry of ``distribution.channel_steps`` at each position, with ``h``
+        holding every value drawn so far. Equals ``compute_params(h, ...)[:, :, i, j]``. The driver of the step
+        protocol: the cache's cursor says which positions have become final, and the model's hooks are told.
+
+        Shapes:
+            h: ``(B, E, H, W)`` -> ``(B, num_params)``
+
+        Raises:
+            ValueError: for a step out of raster order.
+        """
+        if cache.cursor is None:
+            cache.cursor = RasterCursor(self.grid_size[1], len(self.distribution.channel_steps))
+        visit = cache.cursor.advance(i, j)
+        if visit.final is not None:
+            fi, fj = visit.final
+            self.commit(cache, h[:, :, fi, fj], fi, fj)
+        if visit.row_done is not None:
+            self.commit_row(cache, visit.row_done, self.row_variant(visit.row_done))
+        return self.forward_step(cache, h[:, :, i, j], i, j, visit.step, self.step_variant(i, j))
 
     # ------------------------------------------------------------------------------ validation
     def check_x(self, x: Any, name: str = "x") -> torch.Tensor:
@@ -208,6 +267,8 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
                     f"Expected cond to be a float tensor of shape ({batch_size}, {cond_channels}, h, w), got dtype "
                     f"{cond.dtype} and shape {tuple(cond.shape)}."
                 )
+            if cond.numel() and not bool(torch.isfinite(cond).all()):
+                raise ValueError("Expected a finite cond, got NaN or infinite values in it.")
             cond = cond.to(device=self.device, dtype=self.dtype)
             if tuple(cond.shape[-2:]) != self.grid_size:
                 cond = F.interpolate(cond, size=self.grid_size, mode="nearest")
@@ -299,6 +360,7 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
         temperature: float = 1.0,
         generator: Generator = None,
         use_cache: bool = True,
+        compile: bool = False,
         progress: bool = False,
     ) -> torch.Tensor:
         """Draw images in raster order (see :func:`pixelprior.sampling.sample`).
@@ -309,17 +371,20 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
             cond: ``(B, cond_channels, h, w)`` spatial condition.
             known: ``(B, C, H, W)`` values to keep where ``known_mask`` is True (completion / inpainting).
             known_mask: bool, ``(B, C, H, W)``, ``(B, 1, H, W)`` or ``(B, H, W)``; True = keep.
-            temperature: > 0, divides the logits.
+            temperature: finite and > 0, divides the logits.
             generator: a ``torch.Generator`` or a list of one per sample.
             use_cache: the fast incremental path (default) or the plain reference loop.
+            compile: run the cached step compiled with ``torch.compile`` (once per model and step variant; the
+                same samples in float64).
             progress: show a progress bar.
+
+        Raises:
+            ValueError: for bad arguments, and when the distribution parameters of a step are not finite.
 
         Returns:
             ``(B, C, H, W)`` long.
         """
-        from ..sampling import sample
-
-        return sample(
+        return _sample(
             self,
             batch_size,
             class_labels=class_labels,
@@ -329,6 +394,7 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
             temperature=temperature,
             generator=generator,
             use_cache=use_cache,
+            compile=compile,
             progress=progress,
         )
 
