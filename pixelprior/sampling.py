@@ -224,16 +224,32 @@ def known_steps(known_mask: torch.Tensor, channel_steps: tuple[tuple[int, ...], 
     return torch.stack([whole_batch[list(channels)].all(0) for channels in channel_steps]).tolist()
 
 
-class RowCheck:
-    """The finiteness of the parameters each drawing step of a row drew from: flags on the device, read back once."""
+def drawn_params(distribution: Likelihood) -> list[slice]:
+    """For each channel step, the parameter maps its draw reads: those of the channel groups it draws (one channel's
+    logits of a categorical likelihood, every map of a joint one). Contiguous: the groups are in channel order."""
+    groups = distribution.param_groups().tolist()
+    spans = []
+    for channels in distribution.channel_steps:
+        used = [p for p, g in enumerate(groups) if g in channels]
+        spans.append(slice(used[0], used[-1] + 1))
+    return spans
 
-    def __init__(self) -> None:
+
+class RowCheck:
+    """The finiteness of the parameters each drawing step of a row drew from: flags on the device, read back once.
+
+    Args:
+        spans: :func:`drawn_params` of the likelihood.
+    """
+
+    def __init__(self, spans: list[slice]) -> None:
+        self.spans = spans
         self.flags: list[torch.Tensor] = []
         self.steps: list[tuple[int, int]] = []
 
     def add(self, params: torch.Tensor, j: int, step: int) -> None:
         """Shapes: params: ``(B, num_params)``."""
-        self.flags.append(torch.isfinite(params).all())
+        self.flags.append(torch.isfinite(params[:, self.spans[step]]).all())
         self.steps.append((j, step))
 
     def raise_first_bad(self, i: int, channel_steps: tuple[tuple[int, ...], ...]) -> None:
@@ -263,12 +279,12 @@ def _raster_loop(
 ) -> torch.Tensor:
     steps = model.distribution.channel_steps
     (H, W), B = model.grid_size, x.shape[0]
-    known = known_steps(known_mask, steps)
+    known, spans = known_steps(known_mask, steps), drawn_params(model.distribution)
     h = model.encode_input(x)  # (B, E, H, W) the encoded canvas, updated pixel by pixel
     cache = model.init_cache(B, class_labels, cond) if use_cache else None
     bar = tqdm(total=H * W, desc="sampling", disable=not progress, leave=False)
     for i in range(H):
-        check = RowCheck()
+        check = RowCheck(spans)
         for j in range(W):
             for k, channels in enumerate(map(list, steps)):
                 if use_cache:

@@ -141,3 +141,70 @@ def test_cond_at_another_resolution_is_resized(model):
     assert torch.equal(
         model.sample(**kw, cond=coarse, generator=seeded(0)), model.sample(**kw, cond=fine, generator=seeded(0))
     )
+
+
+# ------------------------------------------------------------------------------------------- bad arguments, NaN
+@pytest.mark.parametrize("temperature", [float("inf"), float("-inf"), float("nan"), -0.5, True])
+def test_temperature_must_be_finite_and_positive(model, temperature):
+    with pytest.raises(ValueError, match="temperature"):
+        model.sample(class_labels=labels(1), cond=cond(1), temperature=temperature)
+
+
+@pytest.mark.parametrize("generator", [123, "seed", [123], [], (seeded(0), 1)], ids=str)
+def test_generator_must_be_generators(model, generator):
+    with pytest.raises(ValueError, match="torch.Generator"):
+        model.sample(class_labels=labels(1), cond=cond(1), generator=generator)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_cond_must_be_finite(model, value):
+    bad = cond(2)
+    bad[1, 0, 2, 3] = value
+    x = random_x(model, 2)
+    for call in (lambda: model(x, labels(2), bad), lambda: model.log_prob(x, labels(2), bad)):
+        with pytest.raises(ValueError, match="finite cond"):
+            call()
+    with pytest.raises(ValueError, match="finite cond"):
+        model.sample(class_labels=labels(2), cond=bad)
+
+
+@pytest.mark.parametrize("name", ["pixelcnn_cifar10", "pixelcnn_pp_cifar10"], ids=["categorical", "logistic"])
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cached", "plain"])
+def test_non_finite_parameters_raise_naming_the_position(name, use_cache, monkeypatch):
+    """NaN parameters of the last channel step at (1, 2) are reported there, whichever loop (the draws would return
+    garbage: all-ones from a categorical, -2**63 from a logistic mixture); the steps before draw from their own
+    parameters, which are finite."""
+    model = tiny_prior(name)
+    groups = model.distribution.param_groups()
+    last = len(model.distribution.channel_steps) - 1
+    poisoned = groups == groups.max()  # the parameters the last step draws from: channel B, or the whole mixture
+
+    def poison(params: torch.Tensor, at: tuple) -> torch.Tensor:
+        params = params.clone()
+        params[(slice(None), poisoned, *at)] = float("nan")
+        return params
+
+    if use_cache:
+        forward_step = model.forward_step
+        monkeypatch.setattr(
+            model,
+            "forward_step",
+            lambda cache, pixel, i, j, *rest: (lambda p: poison(p, ()) if (i, j) == (1, 2) else p)(
+                forward_step(cache, pixel, i, j, *rest)
+            ),
+        )
+    else:
+        compute_params = model.compute_params
+        monkeypatch.setattr(model, "compute_params", lambda *args: poison(compute_params(*args), (1, 2)))
+    with pytest.raises(ValueError, match=rf"row 1, column 2, channel step {last} "):
+        model.sample(2, generator=seeded(0), use_cache=use_cache)
+
+
+@pytest.mark.parametrize("name", ["pixelcnn_mnist", "pixelcnn_pp_mnist"], ids=["categorical", "logistic"])
+def test_nan_weights_raise_at_the_first_position(name):
+    model = tiny_prior(name)
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if n.startswith("output")).fill_(float("nan"))
+    for use_cache in (True, False):
+        with pytest.raises(ValueError, match="row 0, column 0, channel step 0"):
+            model.sample(2, generator=seeded(0), use_cache=use_cache)
