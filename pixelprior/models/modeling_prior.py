@@ -31,14 +31,17 @@ validates its inputs at the boundary.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
+from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..distributions import Likelihood, bins_to_input, get_likelihood
 from ..distributions.base import Generator
@@ -71,6 +74,7 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
     """
 
     config_name = "config.json"
+    _supports_gradient_checkpointing = True
 
     # ----------------------------------------------------------------------------------------- setup
     def _init_prior(
@@ -116,6 +120,36 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
     @property
     def cond_channels(self) -> int | None:
         return self.config.cond_channels
+
+    # ------------------------------------------------------------------------ gradient checkpointing
+    def _set_gradient_checkpointing(
+        self, enable: bool = True, gradient_checkpointing_func: Callable[..., Any] | None = None
+    ) -> None:
+        """Gradient (activation) checkpointing of every repeated block (diffusers' ``enable_gradient_checkpointing`` /
+        ``disable_gradient_checkpointing`` call it).
+
+        Every architecture keeps its repeated blocks in ``nn.ModuleList``s (``blocks``, ``layers``, PixelCNN++'s
+        stages...): each of them runs under ``gradient_checkpointing_func(block, *args)`` (default
+        :func:`torch.utils.checkpoint.checkpoint`, non-reentrant) when gradients are being recorded, so that its
+        activations are dropped after the forward pass and recomputed in the backward pass. The RNG state is replayed
+        (dropout draws the same masks): the gradients are those without checkpointing. Nothing is renamed: the state
+        dict, saving and cached sampling are unaffected.
+
+        Raises:
+            ValueError: when the model keeps no blocks in a ``ModuleList``.
+        """
+        blocks = _repeated_blocks(self)
+        if not blocks:
+            raise ValueError(
+                f"Expected {type(self).__name__} to keep its blocks in an nn.ModuleList for gradient checkpointing, "
+                "got none."
+            )
+        for block in blocks:
+            if enable:
+                _checkpoint_block(block, gradient_checkpointing_func or _checkpoint)
+            else:
+                block.__dict__.pop("forward", None)  # the class's forward again
+                block.gradient_checkpointing = False
 
     # -------------------------------------------------------------------------- subclass interface
     def encode_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -407,6 +441,42 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
 
             return prior_class(config.get("_class_name")).from_pretrained(pretrained_model_name_or_path, **kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+
+def _checkpoint(block: Callable[..., Any], *args: Any) -> Any:
+    return checkpoint(block, *args, use_reentrant=False)
+
+
+def _checkpoint_block(block: nn.Module, checkpointing: Callable[..., Any]) -> None:
+    """Make ``block``'s forward run under ``checkpointing(forward, *args)`` while gradients are recorded (an instance
+    attribute over the class's forward; keyword arguments are bound first: diffusers' functions take positional
+    ones)."""
+    forward = type(block).forward.__get__(block)
+
+    def checkpointed(*args: Any, **kwargs: Any) -> Any:
+        if torch.is_grad_enabled():
+            return checkpointing(functools.partial(forward, **kwargs), *args)
+        return forward(*args, **kwargs)
+
+    block.forward = checkpointed
+    block.gradient_checkpointing = True  # what diffusers' is_gradient_checkpointing reads
+
+
+def _repeated_blocks(model: nn.Module) -> list[nn.Module]:
+    """The outermost modules inside every ``nn.ModuleList`` of ``model`` (lists of lists included)."""
+    blocks = []
+
+    def visit(module: nn.Module, in_list: bool) -> None:
+        for child in module.children():
+            if isinstance(child, nn.ModuleList):
+                visit(child, in_list=True)
+            elif in_list:
+                blocks.append(child)
+            else:
+                visit(child, in_list=False)
+
+    visit(model, in_list=False)
+    return blocks
 
 
 def _value_range(t: torch.Tensor) -> tuple[int, int]:

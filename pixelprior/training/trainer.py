@@ -47,7 +47,6 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .ema import EMA
-from .gradient_checkpointing import enable_gradient_checkpointing
 from .loggers import MetricsLogger, check_logger_available
 from .metrics import evaluate, nats_per_image
 from .sampler import ShardedBatchSampler
@@ -242,7 +241,7 @@ class Trainer:
         self.train_set = _first(train_set, config.max_train_samples)
         self.test_set = _first(test_set, config.max_eval_samples)
         if config.gradient_checkpointing:
-            enable_gradient_checkpointing(self.prior)
+            self.prior.enable_gradient_checkpointing()
         self.ema: EMA | None = None  # made in run(), once the weights are on their device
         self._vqvae = None
 
