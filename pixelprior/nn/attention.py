@@ -130,7 +130,7 @@ class KeyValueCache:
                 return q.new_zeros(B, n * e)
             out = F.scaled_dot_product_attention(q_h, self.keys[:, :, :length], self.values[:, :, :length])
         else:  # the whole buffer under a mask; no key at all gives zeros, not a softmax over a fully masked row
-            visible = torch.arange(P, device=q.device) < length  # (P,)
+            visible = torch.arange(P, device=q.device).view(1, P) < length  # (1, P): the query's row of the mask
             out = F.scaled_dot_product_attention(q_h, self.keys, self.values, attn_mask=visible)
             out = torch.where(length > 0, out, 0.0)
         return rearrange(out, "b n 1 e -> b (n e)")  # out: (b, n, 1, e)
@@ -144,6 +144,7 @@ class KeyValueCache:
         """
         q_h = rearrange(q, "b (n d) -> b n 1 d", n=self.num_heads)
         keys, values = self.keys[:, :, positions], self.values[:, :, positions]  # (b, n, m, d), (b, n, m, e)
+        mask = None if mask is None else mask.view(1, -1)  # the query's row of the mask
         out = F.scaled_dot_product_attention(q_h, keys, values, attn_mask=mask)  # (b, n, 1, e)
         return rearrange(out, "b n 1 e -> b (n e)")
 
