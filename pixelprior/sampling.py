@@ -12,6 +12,12 @@ current position given everything drawn so far:
   caches), so a step computes only the new position. With the same generator both loops draw the same random
   numbers in the same order, and in float64 they give identical samples.
 
+* **compiled** (``compile=True``): the cached step, and the draw from its parameters, compiled with
+  ``torch.compile``: positions are 0-d tensors and caches are allocated with static shapes, so one graph serves
+  every position; a model has one graph per channel step and step variant (:class:`CompiledSteps`), made once. The
+  random numbers are drawn outside the graph from the same generator, in the same order, so the samples are those of
+  the eager cached loop (identical in float64).
+
 Completion: values where ``known_mask`` is True are kept as given and every later position is conditioned on
 them. A step whose channels are known for the whole batch draws no random numbers (in both loops), so a
 completion is reproducible whichever loop runs it.
@@ -26,13 +32,16 @@ The model runs in eval mode while sampling (dropout off); its previous mode is r
 from __future__ import annotations
 
 import math
+import types
+import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
 
-from .distributions.base import Generator, Likelihood
+from .distributions.base import Generator, Likelihood, uniform
+from .nn.stepping import as_index, pick
 
 # draw(params, values, channels, i, j): the values of ``channels`` at position (i, j) given the network's parameters
 # there, params ``(B, num_params)``, and the position's values so far, values ``(B, C)`` long -> ``(B, len(channels))``
@@ -55,6 +64,9 @@ class Prior(Protocol):
     @property
     def device(self) -> torch.device: ...
 
+    @property
+    def dtype(self) -> torch.dtype: ...
+
     def eval(self) -> Any: ...
 
     def train(self, mode: bool = True) -> Any: ...
@@ -71,7 +83,15 @@ class Prior(Protocol):
 
     def step(self, cache: Any, h: torch.Tensor, i: int, j: int) -> torch.Tensor: ...
 
+    def forward_step(self, cache: Any, pixel: torch.Tensor, i: Any, j: Any, step: int, variant: Hashable) -> Any: ...
+
+    def commit(self, cache: Any, pixel: torch.Tensor, i: Any, j: Any) -> None: ...
+
+    def commit_row(self, cache: Any, i: Any, variant: Hashable) -> None: ...
+
     def step_variant(self, i: int, j: int) -> Hashable: ...
+
+    def row_variant(self, i: int) -> Hashable: ...
 
 
 def _infer_batch_size(batch_size: int | None, **tensors: Any) -> int:
@@ -142,18 +162,21 @@ def sample(
     temperature: float = 1.0,
     generator: Generator = None,
     use_cache: bool = True,
-    compile: bool = False,
+    compile: bool | dict[str, Any] = False,
     progress: bool = False,
     row_callback: RowCallback | None = None,
 ) -> torch.Tensor:
     """Sample ``(B, C, H, W)`` grids from ``model``; see :meth:`AutoregressivePrior.sample` for the arguments.
 
+    ``compile`` may also be a dict of ``torch.compile`` options (``{"mode": "reduce-overhead"}``, a ``backend``).
     ``row_callback(i, x)``, if given, is called once each row ``i`` is complete with the grid drawn so far.
     """
     temperature = check_temperature(temperature)
     check_generator(generator)
-    if compile and not use_cache:
-        raise ValueError("Expected use_cache=True with compile=True: the compiled step is the cached one.")
+    if not isinstance(compile, (bool, dict)):
+        raise ValueError(f"Expected compile to be a bool or a dict of torch.compile options, got {compile!r}.")
+    if compile is not False and not use_cache:
+        raise ValueError("Expected use_cache=True with compile: the compiled step is the cached one.")
     batch_size = _infer_batch_size(
         batch_size,
         class_labels=class_labels if not isinstance(class_labels, int) else None,
@@ -164,6 +187,10 @@ def sample(
     )
     class_labels, cond = model.check_conditioning(batch_size, class_labels, cond)
     x, known_mask = _check_known(model, batch_size, known, known_mask)
+    if compile is not False:
+        steps = compiled_steps(model, {} if compile is True else compile)
+        with _eval_mode(model):
+            return steps.run(model, x, known_mask, class_labels, cond, temperature, generator, progress, row_callback)
 
     def draw(params: torch.Tensor, values: torch.Tensor, channels: tuple[int, ...], i: int, j: int) -> torch.Tensor:
         return model.distribution.sample(params, values, channels, temperature, generator)
@@ -206,12 +233,21 @@ def raster_loop(
     Raises:
         ValueError: when the parameters of a step that draws are not finite (naming the first such position).
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         return _raster_loop(model, x, known_mask, class_labels, cond, draw, use_cache, progress, row_callback)
-    finally:
-        model.train(was_training)
+
+
+class _eval_mode:
+    """The model in eval mode for the block (dropout off), its mode restored after it, also on an error."""
+
+    def __init__(self, model: Prior) -> None:
+        self.model, self.was_training = model, model.training
+
+    def __enter__(self) -> None:
+        self.model.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.train(self.was_training)
 
 
 def known_steps(known_mask: torch.Tensor, channel_steps: tuple[tuple[int, ...], ...]) -> list[list[list[bool]]]:
@@ -307,3 +343,159 @@ def _raster_loop(
             row_callback(i, x)
     bar.close()
     return x
+
+
+# ------------------------------------------------------------------------------------------------- compiled steps
+def _position_step(
+    model: Prior,
+    step: int,
+    variant: Hashable,
+    last: bool,
+    drawn: tuple[int, int],
+    cache: Any,
+    x: torch.Tensor,
+    known_mask: torch.Tensor,
+    i: torch.Tensor,
+    j: torch.Tensor,
+    u: torch.Tensor,
+    temperature: torch.Tensor,
+) -> torch.Tensor:
+    """One channel step at ``(i, j)`` (0-d tensors): the model's step, the finiteness of the parameters it draws
+    from (maps ``drawn[0] .. drawn[1] - 1``), the draw from the uniforms ``u`` and the known values; the commit of the
+    position at its last step. What :class:`CompiledSteps` compiles.
+
+    Shapes:
+        x: ``(B, C, H, W)`` long, written in place; known_mask: ``(B, C, H, W)`` bool; u: ``(B, n)`` -> ``()`` bool
+    """
+    dist = model.distribution
+    channels = list(dist.channel_steps[step])
+    values = pick(pick(x, 2, i), 2, j)  # (B, C): the position's values so far (known ones in place)
+    params = model.forward_step(cache, _encode(model, values), i, j, step, variant)
+    finite = torch.isfinite(params[:, drawn[0] : drawn[1]]).all()
+    new = dist.sample_from(params, values, tuple(channels), temperature, u)  # (B, n)
+    at = (slice(None), channels, as_index(i), as_index(j))  # the channels of (i, j): (B, n)
+    x[at] = torch.where(known_mask[at], values[:, channels], new)
+    if last:
+        model.commit(cache, _encode(model, pick(pick(x, 2, i), 2, j)), i, j)
+    return finite
+
+
+def _row_step(model: Prior, variant: Hashable, cache: Any, i: torch.Tensor) -> None:
+    """Row ``i`` (a 0-d tensor) is final: the model's ``commit_row``. What :class:`CompiledSteps` compiles."""
+    model.commit_row(cache, i, variant)
+
+
+def _encode(model: Prior, values: torch.Tensor) -> torch.Tensor:
+    """Shapes: values: ``(B, C)`` long -> ``(B, E)``, the encoding of one position."""
+    return model.encode_input(values[:, :, None, None])[:, :, 0, 0]
+
+
+def _own_code(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A copy of ``fn`` with its own code object: torch.compile keeps its graphs (and counts recompilations) per code
+    object, so each model and step variant gets its own, apart from every other model's."""
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+# A step is a few hundred small operators: the per-call overhead of the graph's Python wrapper dominates on a CPU.
+# cpp_wrapper makes the wrapper C++; the static shapes make inductor's size asserts redundant (the inputs of a graph
+# are the caches init_cache allocated).
+INDUCTOR_OPTIONS: dict[str, Any] = {"cpp_wrapper": True, "size_asserts": False}
+
+
+class CompiledSteps:
+    """The cached sampling step of one model compiled with ``torch.compile``: a graph for each channel step and step
+    variant (and for each row variant), compiled at first use and kept as long as the model lives
+    (:func:`compiled_steps`).
+
+    Positions enter the graphs as 0-d tensors and every cache has static shapes, so no graph depends on a position:
+    each is compiled once per batch size and dtype (a test counts them). The uniforms come from the generator outside
+    the graph, in the order of :func:`sample`: the samples are those of the eager cached loop. It keeps no reference
+    to the model (the model is an argument of every call).
+
+    Args:
+        options: ``torch.compile`` keyword arguments; ``fullgraph=True`` unless given, and (for inductor without a
+            ``mode``, which excludes ``options``) the inductor options of :data:`INDUCTOR_OPTIONS` unless given.
+        compiler: ``torch.compile``, or another function of ``(fn, **options)`` (``lambda fn, **_: fn`` runs the
+            steps uncompiled, with tensor positions).
+    """
+
+    def __init__(self, options: dict[str, Any], compiler: Callable[..., Any] = torch.compile) -> None:
+        self.compiler = compiler
+        self.options = {"fullgraph": True, **options}
+        if self.options.get("backend", "inductor") == "inductor" and "mode" not in self.options:  # not both
+            self.options["options"] = {**INDUCTOR_OPTIONS, **self.options.get("options", {})}
+        self.steps: dict[tuple[int, Hashable], Callable[..., torch.Tensor]] = {}
+        self.rows: dict[Hashable, Callable[..., None]] = {}
+
+    def step(self, step: int, variant: Hashable) -> Callable[..., torch.Tensor]:
+        """The compiled :func:`_position_step` of channel step ``step`` and step variant ``variant``."""
+        if (step, variant) not in self.steps:
+            self.steps[step, variant] = self.compiler(_own_code(_position_step), **self.options)
+        return self.steps[step, variant]
+
+    def row(self, variant: Hashable) -> Callable[..., None]:
+        """The compiled :func:`_row_step` of row variant ``variant``."""
+        if variant not in self.rows:
+            self.rows[variant] = self.compiler(_own_code(_row_step), **self.options)
+        return self.rows[variant]
+
+    def run(
+        self,
+        model: Prior,
+        x: torch.Tensor,
+        known_mask: torch.Tensor,
+        class_labels: torch.Tensor | None,
+        cond: torch.Tensor | None,
+        temperature: float,
+        generator: Generator,
+        progress: bool,
+        row_callback: RowCallback | None,
+    ) -> torch.Tensor:
+        """The raster loop of :func:`sample` over the compiled steps, on checked inputs (``x`` filled in place)."""
+        dist, steps = model.distribution, model.distribution.channel_steps
+        (H, W), B, device, dtype = model.grid_size, x.shape[0], x.device, model.dtype
+        known, draws = known_steps(known_mask, steps), [dist.uniform_count(c) for c in steps]
+        spans = [(s.start, s.stop) for s in drawn_params(dist)]
+        cache = model.init_cache(B, class_labels, cond)
+        rows, cols = _positions(H, device), _positions(W, device)
+        variants = [[model.step_variant(i, j) for j in range(W)] for i in range(H)]
+        unused = [torch.zeros(B, n, device=device, dtype=dtype) for n in draws]  # a known step draws nothing
+        temperature_t = torch.tensor(temperature, device=device, dtype=dtype)
+        bar = tqdm(total=H * W, desc="sampling", disable=not progress, leave=False)
+        for i in range(H):
+            if i > 0:
+                variant = model.row_variant(i - 1)
+                self.row(variant)(model, variant, cache, rows[i - 1])
+            check = RowCheck(drawn_params(dist))
+            for j, variant in enumerate(variants[i]):
+                for k, n in enumerate(draws):
+                    u = unused[k] if known[k][i][j] else uniform((B, n), generator, device, dtype)
+                    static = (model, k, variant, k == len(steps) - 1, spans[k])
+                    finite = self.step(k, variant)(*static, cache, x, known_mask, rows[i], cols[j], u, temperature_t)
+                    if not known[k][i][j]:
+                        check.flags.append(finite)
+                        check.steps.append((j, k))
+                bar.update(1)
+            check.raise_first_bad(i, steps)
+            if row_callback is not None:
+                row_callback(i, x)
+        bar.close()
+        return x
+
+
+def _positions(n: int, device: torch.device) -> list[torch.Tensor]:
+    """``0 .. n - 1`` as separate 0-d long tensors (not views of one: a graph input each)."""
+    return [torch.tensor(k, device=device) for k in range(n)]
+
+
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def compiled_steps(model: Prior, options: dict[str, Any]) -> CompiledSteps:
+    """The :class:`CompiledSteps` of ``model`` with these ``torch.compile`` options, made once and kept as long as the
+    model lives (a second ``sample(compile=True)`` reuses its graphs)."""
+    per_model = _COMPILED.setdefault(model, {})
+    key = repr(sorted(options.items()))
+    if key not in per_model:
+        per_model[key] = CompiledSteps(options)
+    return per_model[key]

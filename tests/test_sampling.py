@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch._C._dynamo.eval_frame import _debug_get_cache_entry_list
 
-from pixelprior.sampling import drawn_params, raster_loop, sample
+from pixelprior.sampling import CompiledSteps, compiled_steps, drawn_params, raster_loop, sample
 from tests.conftest import PRIOR_NAMES, conditioning, random_x, tiny_prior
 
 COND = {"num_classes": 3, "cond_channels": 2}
@@ -239,3 +240,72 @@ def test_encoder_and_decoder_see_the_same_parameters(name, dtype):
     assert len(encoder) == len(decoder) == H * W * len(steps)
     for n, (a, b) in enumerate(zip(encoder, decoder, strict=True)):
         assert torch.equal(a, b), f"step {n}: the parameters depend on values not drawn yet"
+
+
+# ------------------------------------------------------------------------------------------------- compiled steps
+def uncompiled(fn, **options):
+    return fn
+
+
+@pytest.mark.parametrize("name", PRIOR_NAMES)
+@pytest.mark.parametrize("cond_kwargs", [{}, COND], ids=["registered", "cond"])
+def test_tensor_position_steps_equal_the_eager_cached_loop(name, cond_kwargs):
+    """The compiled loop's steps, run uncompiled: positions as 0-d tensors, the commit at a position's last step,
+    the row commits, the draws from uniforms drawn outside. Same samples as the eager cached loop (float64), with a
+    completion (per channel) and a temperature."""
+    model = tiny_prior(name, **cond_kwargs)
+    labels, cond = model.check_conditioning(3, **conditioning(model, 3))
+    known = random_x(model, 3, seed=1)
+    mask = torch.rand(known.shape, generator=seeded(2)) < 0.4
+    mask[0] = False
+    kw = dict(class_labels=labels, cond=cond, known=known, known_mask=mask, temperature=0.7)
+    eager = model.sample(**kw, generator=seeded(3))
+    x = torch.where(mask, known, 0)
+    steps = CompiledSteps({}, compiler=uncompiled)
+    with torch.no_grad():
+        out = steps.run(model, x, mask, labels, cond, 0.7, seeded(3), False, None)
+    assert torch.equal(out, eager)
+
+
+# One configuration per model class, one layer: what tracing costs is the graph's size.
+COMPILED = ["pixelcnn_cifar10", "gated_pixelcnn_cifar10", "pixelcnn_pp_mnist", "pixelsnail_vqvae2_bottom",
+            "pixelsnail_cifar10", "pixelrnn_diagonal_bilstm_mnist", "pixelrnn_row_lstm_cifar10", "image_gpt_mnist",
+            "image_transformer_cifar10"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_compiled_step_is_traced_once_for_every_position(name):
+    """``compile=True`` traces each step variant's graph once (``fullgraph``: no break) and reuses it at every
+    position and in the next call: one dynamo cache entry per compiled function, none added by a second run; the
+    samples are those of the eager cached loop (float64). ``backend="eager"`` checks the tracing, not inductor's code
+    (benchmarks/sampling.py measures that)."""
+    model = tiny_prior(name, num_layers=1)
+    kw = conditioning(model, 2)
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    options = {"backend": backend}
+    eager = model.sample(2, **kw, generator=seeded(0))
+    try:
+        assert torch.equal(model.sample(2, **kw, generator=seeded(0), compile=options), eager)
+        steps = compiled_steps(model, options)
+        functions = [*steps.steps.values(), *steps.rows.values()]
+        entries = [len(_debug_get_cache_entry_list(f._torchdynamo_orig_callable.__code__)) for f in functions]
+        # One entry per function (a no-op row commit has an entry and no graph), whatever the number of positions.
+        assert graphs and entries == [1] * len(functions) and len(graphs) <= len(functions), entries
+        first = len(graphs)
+        assert torch.equal(model.sample(2, **kw, generator=seeded(0), compile=options), eager)
+        assert len(graphs) == first, "the second run compiled again"
+    finally:
+        torch._dynamo.reset()
+
+
+def test_compile_arguments():
+    model = tiny_prior("pixelcnn_mnist")
+    with pytest.raises(ValueError, match="use_cache=True"):
+        model.sample(1, use_cache=False, compile=True)
+    with pytest.raises(ValueError, match="compile"):
+        model.sample(1, compile="inductor")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from .base import Generator, Likelihood, uniform
+from .base import Likelihood
 
 
 class CategoricalLikelihood(Likelihood):
@@ -51,18 +51,15 @@ class CategoricalLikelihood(Likelihood):
         picked = logp.gather(2, x.unsqueeze(2)).squeeze(2)  # (B, C, H, W)
         return picked.sum(1)
 
-    def sample(
-        self,
-        params: torch.Tensor,
-        x: torch.Tensor,
-        channels: tuple[int, ...],
-        temperature: float = 1.0,
-        generator: Generator = None,
+    def uniform_count(self, channels: tuple[int, ...]) -> int:
+        return len(channels)
+
+    def sample_from(
+        self, params: torch.Tensor, x: torch.Tensor, channels: tuple[int, ...], temperature: float, u: torch.Tensor
     ) -> torch.Tensor:
         logits = self.logits(params)[:, list(channels)] / temperature  # (B, n, K)
         probs = torch.softmax(logits, dim=-1)
         cdf = probs.cumsum(-1)
-        u = uniform((params.shape[0], len(channels)), generator, params.device, params.dtype)
         # Inverse CDF: the first value whose cumulative probability exceeds u (scaled by the total so that
         # rounding in the cumsum can never push u past the last bin).
         target = rearrange(u, "b n -> b n 1") * cdf[..., -1:]

@@ -214,7 +214,7 @@ class GatedLayerStep:
             -> ``(B, 2p, W)``
         """
         pre = self.v_conv.row(source, r)
-        self.link_row = self.link.point(rearrange(pre, "b c w -> b w c"))
+        self.link_row.copy_(self.link.point(rearrange(pre, "b c w -> b w c")))  # in place: static shapes and strides
         return pre
 
     def horizontal(self, source: PaddedMap, i: Index, j: Index) -> torch.Tensor:

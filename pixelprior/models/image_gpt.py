@@ -70,7 +70,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from ..nn.attention import KeyValueCache
-from ..nn.stepping import Index
+from ..nn.stepping import Index, pick
 from .modeling_prior import AutoregressivePrior
 from .registry import register_prior, register_prior_class
 from .sequence import RasterSequenceStep, SequenceCache
@@ -298,7 +298,7 @@ class ImageGPT(RasterSequenceStep, AutoregressivePrior):
         return ImageGPTCache(
             memory=[KeyValueCache(B, T, D, D, self.config.num_heads, **kv) for _ in self.blocks],
             params=torch.zeros(B, self.distribution.num_params, **kv),
-            next_input=self._start(class_labels, B),  # position 0 reads the start token
+            next_input=self._start(class_labels, B).detach().clone(),  # position 0 reads the start token
             cond=self._cond_features(cond),
         )
 
@@ -312,9 +312,9 @@ class ImageGPT(RasterSequenceStep, AutoregressivePrior):
         Shapes:
             x: ``(B, D)`` -> ``(B, K)``
         """
-        x = x + self.position_embedding.weight[t]
+        x = x + pick(self.position_embedding.weight, 0, t)
         if cache.cond is not None:
-            x = x + cache.cond[:, t // self.in_channels]
+            x = x + pick(cache.cond, 1, t // self.in_channels)
         for block, memory in zip(self.blocks, cache.memory, strict=True):
             x = block.step(x, memory, t)
         return self.head(self.norm(x))

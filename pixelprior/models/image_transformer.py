@@ -87,7 +87,7 @@ from torch import nn
 
 from ..nn.attention import KeyValueCache, LocalBlocks, local_attention
 from ..nn.conditioning import ConditionBias
-from ..nn.stepping import Index
+from ..nn.stepping import Index, pick
 from .modeling_prior import AutoregressivePrior
 from .registry import register_prior, register_prior_class
 from .sequence import RasterSequenceStep, SequenceCache
@@ -422,10 +422,10 @@ class ImageTransformer(RasterSequenceStep, AutoregressivePrior):
         Shapes:
             x: ``(B, D)`` -> ``(B, K)``
         """
-        x = x + cache.positions[t]
+        x = x + pick(cache.positions, 0, t)
         bias = cache.bias
         if bias is not None:
-            x = x + bias[:, t if bias.shape[1] > 1 else 0]
+            x = x + pick(bias, 1, t if bias.shape[1] > 1 else 0)
         # The visible memory: its positions (an int t), or the fixed-size memory block and a mask (a tensor t).
         visible, mask = (cache.blocks.visible(t), None) if isinstance(t, int) else cache.blocks.memory_of(t)
         for layer, memory in zip(self.layers, cache.memory, strict=True):

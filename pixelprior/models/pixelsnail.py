@@ -183,6 +183,7 @@ class AttentionBlock(nn.Module):
             out_block=self.out_block.stepper(batch_size, size, class_labels, cond),
             key_channels=self.key_channels,
             width=W,
+            pending=kv_proj.weight.new_zeros(batch_size, self.out_block.conv_out.out_channels // 2),
             memory=KeyValueCache(
                 batch_size,
                 H * W,
@@ -213,11 +214,11 @@ class AttentionStep:
     key_channels: int
     width: int
     memory: KeyValueCache
-    pending: torch.Tensor | None = None
+    pending: torch.Tensor  # (B, F)
 
     def __call__(self, ul: torch.Tensor, i: Index, j: Index, background: torch.Tensor) -> torch.Tensor:
         """Shapes: ul: ``(B, F)``, background: ``(B, 2)`` -> ``(B, F)``."""
-        self.pending = ul
+        self.pending.copy_(ul)
         q = self.q_proj.point(self.q_block.point(torch.cat([ul, background], 1), i, j))
         mixed = self.memory.attend(q, i * self.width + j)  # (B, value_channels): keys of positions < p, zeros at 0
         return self.out_block.point(ul, i, j, mixed)
@@ -654,7 +655,7 @@ class PixelSNAILCache(StepCache):
 
     def background_at(self, i: Index, j: Index, batch_size: int) -> torch.Tensor:
         """Shapes: -> ``(B, 2)``."""
-        return self.background[:, i, j].expand(batch_size, -1)
+        return pick(pick(self.background, 1, i), 1, j).expand(batch_size, -1)
 
 
 def _rename_legacy_keys(state_dict: dict[str, torch.Tensor], prefix: str, *args: object) -> None:

@@ -63,4 +63,4 @@ class RasterSequenceStep:
 
     def commit(self, cache: SequenceCache, pixel: torch.Tensor, i: Index, j: Index) -> None:
         C = self.in_channels
-        cache.next_input = self._embed(pixel[:, C - 1], C - 1)
+        cache.next_input.copy_(self._embed(pixel[:, C - 1], C - 1))  # in place: static shapes and strides

@@ -42,7 +42,7 @@ from einops import rearrange
 from torch import nn
 
 from .masks import local_causal_mask
-from .stepping import Index
+from .stepping import Index, pick, put
 
 
 def _check_heads(channels: int, num_heads: int, name: str) -> None:
@@ -114,8 +114,8 @@ class KeyValueCache:
         Shapes:
             k: ``(b, (n d))``, v: ``(b, (n e))``
         """
-        self.keys[:, :, index] = rearrange(k, "b (n d) -> b n d", n=self.num_heads)
-        self.values[:, :, index] = rearrange(v, "b (n e) -> b n e", n=self.num_heads)
+        put(self.keys, 2, index, rearrange(k, "b (n d) -> b n d", n=self.num_heads))
+        put(self.values, 2, index, rearrange(v, "b (n e) -> b n e", n=self.num_heads))
 
     def attend(self, q: torch.Tensor, length: Index) -> torch.Tensor:
         """Attention of one query over the first ``length`` stored positions; zeros when ``length == 0``.
@@ -327,9 +327,10 @@ class LocalBlocks(nn.Module):
         Shapes:
             -> positions ``(m,)`` long (padding as position 0), mask ``(m,)`` bool
         """
-        slot = self.slots[position]
+        slot = pick(self.slots, 0, position)
         block, row = slot // self.query_positions.shape[1], slot % self.query_positions.shape[1]
-        return self.memory_positions[block].clamp(min=0), self.mask[block, row] & (self.memory_positions[block] >= 0)
+        memory = pick(self.memory_positions, 0, block)  # (m,)
+        return memory.clamp(min=0), pick(pick(self.mask, 0, block), 0, row) & (memory >= 0)
 
     def dense_mask(self) -> torch.Tensor:
         """The whole pattern: ``[t, s]`` is True iff query ``t`` attends to position ``s``.

@@ -165,7 +165,8 @@ class ConvStep:
         """
         (_, aj), (kh, kw) = self.anchor, self.kernel_size
         left = buffer.margin.left - aj
-        return buffer.rows(top, kh)[..., left : left + width + kw - 1]
+        # Contiguous: the CPU convolution of a strided view is markedly slower (a reorder inside it).
+        return buffer.rows(top, kh)[..., left : left + width + kw - 1].contiguous()
 
 
 class MaskedConv2d(AnchoredConv2d):

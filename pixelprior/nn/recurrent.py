@@ -36,7 +36,7 @@ from torch import nn
 from .conditioning import bias_at
 from .conv import MaskedConv2d, down_shift
 from .masks import channel_groups
-from .stepping import Index, Margin, PaddedMap, pick
+from .stepping import Index, Margin, PaddedMap, pick, put
 
 
 def lstm_update(gates: torch.Tensor, c_prev: torch.Tensor, dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,7 +206,8 @@ class RowLSTMStep:
         self.inputs.write(x, i, j)
         gates = self.input_to_state(self.inputs, i, j) + bias_at(self.bias, i, j) + pick(self.recurrent, 2, j)
         h, c = lstm_update(gates, pick(self.c_prev, 2, j))  # (b, u) each
-        self.h[:, :, j], self.c[:, :, j] = h, c
+        put(self.h, 2, j, h)
+        put(self.c, 2, j, c)
         return h
 
 

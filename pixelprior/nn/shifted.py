@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .conv import AnchoredConv2d, ConvStep, _pair
-from .stepping import Index, Margin, PaddedMap
+from .stepping import Index, Margin, PaddedMap, pick
 
 
 class StridedAnchoredConv2d(AnchoredConv2d):
@@ -239,10 +239,10 @@ class ConvTransposeStep:
         if isinstance(parity, int):
             reads = torch.cat([buffer.at(i + di, j + dj) for di, dj in self.offsets[parity]], dim=1)
         else:
-            offsets = self.offset_table[parity]  # (taps, 2)
+            offsets = pick(self.offset_table, 0, parity)  # (taps, 2)
             rows, cols = buffer.margin.top + i + offsets[:, 0], buffer.margin.left + j + offsets[:, 1]
             reads = buffer.data[:, :, rows, cols].transpose(1, 2).flatten(1)  # (B, taps * in), tap-major
-        return F.linear(reads, self.flat[parity], self.bias)  # (B, out)
+        return F.linear(reads, pick(self.flat, 0, parity), self.bias)  # (B, out)
 
     def row(self, buffer: PaddedMap, r: Index, parity: int | None = None) -> torch.Tensor:
         """Output row ``r`` of the upsampled grid, reading input rows ``(r - a) / s_h`` for the taps ``a``.

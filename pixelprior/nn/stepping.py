@@ -39,6 +39,16 @@ def span(start: Index, length: int) -> slice | torch.Tensor:
     return start + torch.arange(length, device=start.device)
 
 
+def as_index(index: Index) -> int | torch.Tensor:
+    """``index`` for (advanced) indexing: an int as it is, a 0-d tensor as a 1-element one (a 0-d tensor index is read
+    back as a Python int: a host synchronization, and a break in a torch.compile graph).
+
+    Shapes:
+        index: ``()`` long -> ``(1,)`` long
+    """
+    return index if isinstance(index, int) else index.view(1)
+
+
 def pick(t: torch.Tensor, dim: int, index: Index) -> torch.Tensor:
     """``t`` at ``index`` along ``dim`` (the dimension removed), for an int or a 0-d tensor index.
 
@@ -48,6 +58,18 @@ def pick(t: torch.Tensor, dim: int, index: Index) -> torch.Tensor:
     if isinstance(index, int):
         return t.select(dim, index)
     return t.index_select(dim, index.view(1)).squeeze(dim)
+
+
+def put(t: torch.Tensor, dim: int, index: Index, value: torch.Tensor) -> None:
+    """Write ``value`` into ``t`` at ``index`` along ``dim`` (an int or a 0-d tensor index; in place).
+
+    Shapes:
+        t: ``(..., n, ...)``, value: ``(..., ...)``
+    """
+    if isinstance(index, int):
+        t.select(dim, index).copy_(value)
+    else:
+        t[(slice(None),) * dim + (index.view(1),)] = value.unsqueeze(dim)
 
 
 class Margin(NamedTuple):
@@ -111,7 +133,8 @@ class PaddedMap:
         Shapes:
             value: ``(B, C)``
         """
-        self.data[:, channels, self.margin.top + i, self.margin.left + j] = value
+        r, c = as_index(self.margin.top + i), as_index(self.margin.left + j)
+        self.data[:, channels, r, c] = value if isinstance(r, int) and isinstance(c, int) else value.unsqueeze(-1)
 
     def write_row(self, value: torch.Tensor, i: Index) -> None:
         """Write row ``i``.
@@ -119,8 +142,8 @@ class PaddedMap:
         Shapes:
             value: ``(B, C, W)``
         """
-        left = self.margin.left
-        self.data[:, :, self.margin.top + i, left : left + self.size[1]] = value
+        left, r = self.margin.left, as_index(self.margin.top + i)
+        self.data[:, :, r, left : left + self.size[1]] = value if isinstance(r, int) else value.unsqueeze(2)
 
     def at(self, i: Index, j: Index) -> torch.Tensor:
         """The values at ``(i, j)`` (zero in the margin).
