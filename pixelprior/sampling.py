@@ -271,35 +271,45 @@ def drawn_params(distribution: Likelihood) -> list[slice]:
     return spans
 
 
-class RowCheck:
-    """The finiteness of the parameters each drawing step of a row drew from: flags on the device, read back once.
+# step(i, j, k): channel step k of position (i, j); returns the finiteness of the parameters it drew from (a 0-d bool
+# tensor, left on the device), or None for a step that draws nothing. begin_row(i): called before row i's steps.
+Step = Callable[[int, int, int], "torch.Tensor | None"]
 
-    Args:
-        spans: :func:`drawn_params` of the likelihood.
-    """
 
-    def __init__(self, spans: list[slice]) -> None:
-        self.spans = spans
-        self.flags: list[torch.Tensor] = []
-        self.steps: list[tuple[int, int]] = []
-
-    def add(self, params: torch.Tensor, j: int, step: int) -> None:
-        """Shapes: params: ``(B, num_params)``."""
-        self.flags.append(torch.isfinite(params[:, self.spans[step]]).all())
-        self.steps.append((j, step))
-
-    def raise_first_bad(self, i: int, channel_steps: tuple[tuple[int, ...], ...]) -> None:
-        """Raise a ``ValueError`` naming the first step of row ``i`` whose parameters were not all finite."""
-        if not self.flags:
-            return
-        flags = torch.stack(self.flags)
-        if bool(flags.all()):
-            return
-        j, step = self.steps[int((~flags).nonzero()[0])]
-        raise ValueError(
-            f"Expected finite distribution parameters, got NaN or infinite ones at row {i}, column {j}, channel "
-            f"step {step} (channels {channel_steps[step]}): the model's weights or its conditioning are not finite."
-        )
+def _visit(
+    grid: tuple[int, int],
+    num_steps: int,
+    step: Step,
+    begin_row: Callable[[int], None],
+    channel_steps: tuple[tuple[int, ...], ...],
+    x: torch.Tensor,
+    progress: bool,
+    row_callback: RowCallback | None,
+) -> torch.Tensor:
+    """The raster order every loop runs: rows, positions, channel steps; the parameters' finiteness read back once a
+    row (then a ``ValueError`` naming the first bad step); the progress bar and the row callback."""
+    (H, W) = grid
+    bar = tqdm(total=H * W, desc="sampling", disable=not progress, leave=False)
+    for i in range(H):
+        begin_row(i)
+        flags, where = [], []
+        for j in range(W):
+            for k in range(num_steps):
+                finite = step(i, j, k)
+                if finite is not None:
+                    flags.append(finite)
+                    where.append((j, k))
+            bar.update(1)
+        if flags and not bool((flags := torch.stack(flags)).all()):
+            j, k = where[int((~flags).nonzero()[0])]
+            raise ValueError(
+                f"Expected finite distribution parameters, got NaN or infinite ones at row {i}, column {j}, channel "
+                f"step {k} (channels {channel_steps[k]}): the model's weights or its conditioning are not finite."
+            )
+        if row_callback is not None:
+            row_callback(i, x)
+    bar.close()
+    return x
 
 
 def _raster_loop(
@@ -314,35 +324,26 @@ def _raster_loop(
     row_callback: RowCallback | None,
 ) -> torch.Tensor:
     steps = model.distribution.channel_steps
-    (H, W), B = model.grid_size, x.shape[0]
     known, spans = known_steps(known_mask, steps), drawn_params(model.distribution)
     h = model.encode_input(x)  # (B, E, H, W) the encoded canvas, updated pixel by pixel
-    cache = model.init_cache(B, class_labels, cond) if use_cache else None
-    bar = tqdm(total=H * W, desc="sampling", disable=not progress, leave=False)
-    for i in range(H):
-        check = RowCheck(spans)
-        for j in range(W):
-            for k, channels in enumerate(map(list, steps)):
-                if use_cache:
-                    # Even a known step feeds the layer caches, which later positions read.
-                    params = model.step(cache, h, i, j)
-                elif known[k][i][j]:
-                    continue
-                else:
-                    params = model.compute_params(h, class_labels, cond)[:, :, i, j]
-                if known[k][i][j]:
-                    continue
-                check.add(params, j, k)
-                drawn = draw(params, x[:, :, i, j], tuple(channels), i, j)  # (B, n)
-                keep = known_mask[:, channels, i, j]
-                x[:, channels, i, j] = torch.where(keep, x[:, channels, i, j], drawn)
-                h[:, :, i : i + 1, j : j + 1] = model.encode_input(x[:, :, i : i + 1, j : j + 1])
-            bar.update(1)
-        check.raise_first_bad(i, steps)
-        if row_callback is not None:
-            row_callback(i, x)
-    bar.close()
-    return x
+    cache = model.init_cache(x.shape[0], class_labels, cond) if use_cache else None
+
+    def step(i: int, j: int, k: int) -> torch.Tensor | None:
+        if use_cache:
+            params = model.step(cache, h, i, j)  # even a known step feeds the layer caches, which later steps read
+        elif known[k][i][j]:
+            return None
+        else:
+            params = model.compute_params(h, class_labels, cond)[:, :, i, j]
+        if known[k][i][j]:
+            return None
+        channels = list(steps[k])
+        drawn = draw(params, x[:, :, i, j], steps[k], i, j)  # (B, n)
+        x[:, channels, i, j] = torch.where(known_mask[:, channels, i, j], x[:, channels, i, j], drawn)
+        h[:, :, i : i + 1, j : j + 1] = model.encode_input(x[:, :, i : i + 1, j : j + 1])
+        return torch.isfinite(params[:, spans[k]]).all()
+
+    return _visit(model.grid_size, len(steps), step, lambda i: None, steps, x, progress, row_callback)
 
 
 # ------------------------------------------------------------------------------------------------- compiled steps
@@ -461,26 +462,20 @@ class CompiledSteps:
         variants = [[model.step_variant(i, j) for j in range(W)] for i in range(H)]
         unused = [torch.zeros(B, n, device=device, dtype=dtype) for n in draws]  # a known step draws nothing
         temperature_t = torch.tensor(temperature, device=device, dtype=dtype)
-        bar = tqdm(total=H * W, desc="sampling", disable=not progress, leave=False)
-        for i in range(H):
+
+        def begin_row(i: int) -> None:
             if i > 0:
                 variant = model.row_variant(i - 1)
                 self.row(variant)(model, variant, cache, rows[i - 1])
-            check = RowCheck(drawn_params(dist))
-            for j, variant in enumerate(variants[i]):
-                for k, n in enumerate(draws):
-                    u = unused[k] if known[k][i][j] else uniform((B, n), generator, device, dtype)
-                    static = (model, k, variant, k == len(steps) - 1, spans[k])
-                    finite = self.step(k, variant)(*static, cache, x, known_mask, rows[i], cols[j], u, temperature_t)
-                    if not known[k][i][j]:
-                        check.flags.append(finite)
-                        check.steps.append((j, k))
-                bar.update(1)
-            check.raise_first_bad(i, steps)
-            if row_callback is not None:
-                row_callback(i, x)
-        bar.close()
-        return x
+
+        def step(i: int, j: int, k: int) -> torch.Tensor | None:
+            variant, drawing = variants[i][j], not known[k][i][j]
+            u = uniform((B, draws[k]), generator, device, dtype) if drawing else unused[k]
+            static = (model, k, variant, k == len(steps) - 1, spans[k])
+            finite = self.step(k, variant)(*static, cache, x, known_mask, rows[i], cols[j], u, temperature_t)
+            return finite if drawing else None
+
+        return _visit(model.grid_size, len(steps), step, begin_row, steps, x, progress, row_callback)
 
 
 def _positions(n: int, device: torch.device) -> list[torch.Tensor]:
