@@ -188,9 +188,10 @@ def sample(
     class_labels, cond = model.check_conditioning(batch_size, class_labels, cond)
     x, known_mask = _check_known(model, batch_size, known, known_mask)
     if compile is not False:
-        steps = compiled_steps(model, {} if compile is True else compile)
         with _eval_mode(model):
-            return steps.run(model, x, known_mask, class_labels, cond, temperature, generator, progress, row_callback)
+            cache = model.init_cache(batch_size, class_labels, cond)
+            steps = compiled_steps(model, {} if compile is True else compile, cache)
+            return steps.run(model, cache, x, known_mask, temperature, generator, progress, row_callback)
 
     def draw(params: torch.Tensor, values: torch.Tensor, channels: tuple[int, ...], i: int, j: int) -> torch.Tensor:
         return model.distribution.sample(params, values, channels, temperature, generator)
@@ -397,10 +398,11 @@ def _own_code(fn: Callable[..., Any]) -> Callable[..., Any]:
     return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
 
 
-# A step is a few hundred small operators: the per-call overhead of the graph's Python wrapper dominates on a CPU.
-# cpp_wrapper makes the wrapper C++; the static shapes make inductor's size asserts redundant (the inputs of a graph
-# are the caches init_cache allocated).
-INDUCTOR_OPTIONS: dict[str, Any] = {"cpp_wrapper": True, "size_asserts": False}
+# A step is one position: a few hundred operators on tensors of B x channels values, so overheads dominate on a CPU.
+# cpp_wrapper makes the graph's wrapper C++ (no Python per kernel); its kernels run on one thread (an OpenMP region
+# per tiny kernel costs more than it saves; the convolutions and matrix products inside keep torch's threads); the
+# static shapes make inductor's size asserts redundant (a graph's inputs are the caches init_cache allocated).
+INDUCTOR_OPTIONS: dict[str, Any] = {"cpp_wrapper": True, "cpp.threads": 1, "size_asserts": False}
 
 
 class CompiledSteps:
@@ -409,9 +411,11 @@ class CompiledSteps:
     (:func:`compiled_steps`).
 
     Positions enter the graphs as 0-d tensors and every cache has static shapes, so no graph depends on a position:
-    each is compiled once per batch size and dtype (a test counts them). The uniforms come from the generator outside
-    the graph, in the order of :func:`sample`: the samples are those of the eager cached loop. It keeps no reference
-    to the model (the model is an argument of every call).
+    each is compiled once (a test counts them, with dynamo's guards kept). The uniforms come from the generator
+    outside the graph, in the order of :func:`sample`: the samples are those of the eager cached loop. It keeps no
+    reference to the model (the model is an argument of every call). One instance serves caches of one structure
+    (:func:`compiled_steps`), so its graphs run without dynamo's guards unless the options keep them
+    (``{"options": {"guard_filter_fn": None}}``).
 
     Args:
         options: ``torch.compile`` keyword arguments; ``fullgraph=True`` unless given, and (for inductor without a
@@ -423,41 +427,52 @@ class CompiledSteps:
     def __init__(self, options: dict[str, Any], compiler: Callable[..., Any] = torch.compile) -> None:
         self.compiler = compiler
         self.options = {"fullgraph": True, **options}
-        if self.options.get("backend", "inductor") == "inductor" and "mode" not in self.options:  # not both
-            self.options["options"] = {**INDUCTOR_OPTIONS, **self.options.get("options", {})}
+        inductor = self.options.get("backend", "inductor") == "inductor"
+        if "mode" not in self.options:  # torch.compile takes a mode or options, not both
+            defaults = {
+                **(INDUCTOR_OPTIONS if inductor else {}),
+                "guard_filter_fn": torch.compiler.skip_all_guards_unsafe,
+            }
+            self.options["options"] = {**defaults, **self.options.get("options", {})}
         self.steps: dict[tuple[int, Hashable], Callable[..., torch.Tensor]] = {}
         self.rows: dict[Hashable, Callable[..., None]] = {}
+
+    def _options(self) -> dict[str, Any]:
+        # A copy for every torch.compile call: it pops guard_filter_fn out of the options it is given.
+        options = dict(self.options)
+        if "options" in options:
+            options["options"] = {k: v for k, v in options["options"].items() if v is not None}
+        return options
 
     def step(self, step: int, variant: Hashable) -> Callable[..., torch.Tensor]:
         """The compiled :func:`_position_step` of channel step ``step`` and step variant ``variant``."""
         if (step, variant) not in self.steps:
-            self.steps[step, variant] = self.compiler(_own_code(_position_step), **self.options)
+            self.steps[step, variant] = self.compiler(_own_code(_position_step), **self._options())
         return self.steps[step, variant]
 
     def row(self, variant: Hashable) -> Callable[..., None]:
         """The compiled :func:`_row_step` of row variant ``variant``."""
         if variant not in self.rows:
-            self.rows[variant] = self.compiler(_own_code(_row_step), **self.options)
+            self.rows[variant] = self.compiler(_own_code(_row_step), **self._options())
         return self.rows[variant]
 
     def run(
         self,
         model: Prior,
+        cache: Any,
         x: torch.Tensor,
         known_mask: torch.Tensor,
-        class_labels: torch.Tensor | None,
-        cond: torch.Tensor | None,
         temperature: float,
         generator: Generator,
         progress: bool,
         row_callback: RowCallback | None,
     ) -> torch.Tensor:
-        """The raster loop of :func:`sample` over the compiled steps, on checked inputs (``x`` filled in place)."""
+        """The raster loop of :func:`sample` over the compiled steps, on checked inputs (``x`` filled in place) and
+        the fresh ``cache`` of ``model.init_cache`` (of the structure these steps were made for)."""
         dist, steps = model.distribution, model.distribution.channel_steps
         (H, W), B, device, dtype = model.grid_size, x.shape[0], x.device, model.dtype
         known, draws = known_steps(known_mask, steps), [dist.uniform_count(c) for c in steps]
         spans = [(s.start, s.stop) for s in drawn_params(dist)]
-        cache = model.init_cache(B, class_labels, cond)
         rows, cols = _positions(H, device), _positions(W, device)
         variants = [[model.step_variant(i, j) for j in range(W)] for i in range(H)]
         unused = [torch.zeros(B, n, device=device, dtype=dtype) for n in draws]  # a known step draws nothing
@@ -486,11 +501,33 @@ def _positions(n: int, device: torch.device) -> list[torch.Tensor]:
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def compiled_steps(model: Prior, options: dict[str, Any]) -> CompiledSteps:
-    """The :class:`CompiledSteps` of ``model`` with these ``torch.compile`` options, made once and kept as long as the
-    model lives (a second ``sample(compile=True)`` reuses its graphs)."""
+def compiled_steps(model: Prior, options: dict[str, Any], cache: Any) -> CompiledSteps:
+    """The :class:`CompiledSteps` of ``model`` for caches like ``cache`` and these ``torch.compile`` options, made once
+    and kept as long as the model lives (a second ``sample(compile=True)`` reuses its graphs).
+
+    Keyed by :func:`structure` of the model and the cache: everything the graphs specialize on. The graphs of one
+    :class:`CompiledSteps` therefore only ever see inputs of that structure, and dynamo's guards, which would check it
+    again at every one of the ``H W C`` calls (``O(number of cache tensors)`` each), are skipped.
+    """
     per_model = _COMPILED.setdefault(model, {})
-    key = repr(sorted(options.items()))
+    key = (repr(sorted(options.items())), structure((model.dtype, model.device, cache)))
     if key not in per_model:
         per_model[key] = CompiledSteps(options)
     return per_model[key]
+
+
+def structure(obj: Any) -> Hashable:
+    """What a graph specializes on in ``obj``: types, Python values, tensors' shapes, strides, dtypes and devices,
+    through dataclasses, objects, modules' parameters and buffers, lists and tuples (caches hold no cycles)."""
+    if isinstance(obj, torch.Tensor):
+        return ("tensor", tuple(obj.shape), obj.stride(), obj.dtype, str(obj.device), obj.requires_grad)
+    if obj is None or isinstance(obj, (bool, int, float, str, torch.dtype, torch.device, slice)):
+        return obj
+    if isinstance(obj, (list, tuple)):
+        return (type(obj).__name__, *map(structure, obj))
+    if isinstance(obj, torch.nn.Module):
+        named = [*obj.named_parameters(), *obj.named_buffers()]
+        return (type(obj).__qualname__, *((name, structure(t)) for name, t in named))
+    if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType)):
+        return ("function", obj.__module__, obj.__qualname__)
+    return (type(obj).__qualname__, *((name, structure(value)) for name, value in vars(obj).items()))

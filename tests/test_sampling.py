@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch._C._dynamo.eval_frame import _debug_get_cache_entry_list
 
-from pixelprior.sampling import CompiledSteps, compiled_steps, drawn_params, raster_loop, sample
+from pixelprior.sampling import _COMPILED as COMPILED_STEPS
+from pixelprior.sampling import CompiledSteps, drawn_params, raster_loop, sample
 from tests.conftest import PRIOR_NAMES, conditioning, random_x, tiny_prior
 
 COND = {"num_classes": 3, "cond_channels": 2}
@@ -263,7 +264,7 @@ def test_tensor_position_steps_equal_the_eager_cached_loop(name, cond_kwargs):
     x = torch.where(mask, known, 0)
     steps = CompiledSteps({}, compiler=uncompiled)
     with torch.no_grad():
-        out = steps.run(model, x, mask, labels, cond, 0.7, seeded(3), False, None)
+        out = steps.run(model, model.init_cache(3, labels, cond), x, mask, 0.7, seeded(3), False, None)
     assert torch.equal(out, eager)
 
 
@@ -287,11 +288,11 @@ def test_compiled_step_is_traced_once_for_every_position(name):
         graphs.append(gm)
         return gm.forward
 
-    options = {"backend": backend}
+    options = {"backend": backend, "options": {"guard_filter_fn": None}}  # dynamo's guards kept: they would recompile
     eager = model.sample(2, **kw, generator=seeded(0))
     try:
         assert torch.equal(model.sample(2, **kw, generator=seeded(0), compile=options), eager)
-        steps = compiled_steps(model, options)
+        (steps,) = COMPILED_STEPS[model].values()
         functions = [*steps.steps.values(), *steps.rows.values()]
         entries = [len(_debug_get_cache_entry_list(f._torchdynamo_orig_callable.__code__)) for f in functions]
         # One entry per function (a no-op row commit has an entry and no graph), whatever the number of positions.
@@ -299,6 +300,21 @@ def test_compiled_step_is_traced_once_for_every_position(name):
         first = len(graphs)
         assert torch.equal(model.sample(2, **kw, generator=seeded(0), compile=options), eager)
         assert len(graphs) == first, "the second run compiled again"
+    finally:
+        torch._dynamo.reset()
+
+
+def test_graphs_without_guards_serve_one_cache_structure():
+    """By default the compiled steps skip dynamo's guards: another batch size (another cache structure) gets its own
+    graphs instead of running the first ones on inputs they were not made for."""
+    model = tiny_prior("pixelcnn_mnist", num_layers=1)
+    try:
+        for batch_size in (2, 3, 2):
+            eager = model.sample(batch_size, generator=seeded(batch_size))
+            assert torch.equal(
+                model.sample(batch_size, generator=seeded(batch_size), compile={"backend": "eager"}), eager
+            )
+        assert len(COMPILED_STEPS[model]) == 2
     finally:
         torch._dynamo.reset()
 

@@ -155,7 +155,10 @@ class ConvStep:
         Shapes:
             buffer: ``(B, in, H, W)`` -> ``(B, out, W)``
         """
-        return F.conv2d(self._strip(buffer, i - self.anchor[0], buffer.size[1]), self.weight, self.bias)[:, :, 0]
+        strip = self._strip(buffer, i - self.anchor[0], buffer.size[1])  # (B, in, kh, W + kw - 1)
+        if torch.compiler.is_compiling():
+            return row_product(strip, self.weight, self.bias)
+        return F.conv2d(strip, self.weight, self.bias)[:, :, 0]
 
     def _strip(self, buffer: PaddedMap, top: Index, width: int) -> torch.Tensor:
         """The ``kh`` input rows from ``top``, columns ``-aj .. width - 1 + kw - 1 - aj``: a row convolution's input.
@@ -167,6 +170,23 @@ class ConvStep:
         left = buffer.margin.left - aj
         # Contiguous: the CPU convolution of a strided view is markedly slower (a reorder inside it).
         return buffer.rows(top, kh)[..., left : left + width + kw - 1].contiguous()
+
+
+def row_product(strip: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int = 1) -> torch.Tensor:
+    """The convolution of a ``kh``-row strip to one output row as a single matrix product over its unfolded windows.
+
+    In a compiled step this is one gathering kernel and one matrix product, several times faster on a CPU than the
+    convolution of a single output row; eager steps keep ``F.conv2d`` (its own unfolding copies cost more there).
+
+    Shapes:
+        strip: ``(B, in, kh, W')``, weight: ``(out, in, kh, kw)`` -> ``(B, out, (W' - kw) // stride + 1)``
+    """
+    B, (out, _, _, kw) = strip.shape[0], weight.shape
+    windows = strip.unfold(3, kw, stride)  # (B, in, kh, W, kw)
+    W = windows.shape[3]
+    columns = windows.permute(0, 3, 1, 2, 4).reshape(B * W, -1)  # (B W, in kh kw), the weight's order
+    product = F.linear(columns, weight.reshape(out, -1), bias)  # (B W, out)
+    return product.view(B, W, out).transpose(1, 2)
 
 
 class MaskedConv2d(AnchoredConv2d):

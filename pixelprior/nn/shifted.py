@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import AnchoredConv2d, ConvStep, _pair
+from .conv import AnchoredConv2d, ConvStep, _pair, row_product
 from .stepping import Index, Margin, PaddedMap, pick
 
 
@@ -93,6 +93,8 @@ class StridedConvStep(ConvStep):
             buffer: ``(B, in, H, W)`` -> ``(B, out, ceil(W / s_w))``
         """
         strip = self._strip(buffer, self.stride[0] * i - self.anchor[0], buffer.size[1])
+        if torch.compiler.is_compiling():
+            return row_product(strip, self.weight, self.bias, self.stride[1])
         return F.conv2d(strip, self.weight, self.bias, stride=(1, self.stride[1]))[:, :, 0]
 
 

@@ -133,8 +133,11 @@ class PaddedMap:
         Shapes:
             value: ``(B, C)``
         """
-        r, c = as_index(self.margin.top + i), as_index(self.margin.left + j)
-        self.data[:, channels, r, c] = value if isinstance(r, int) and isinstance(c, int) else value.unsqueeze(-1)
+        r, c = self.margin.top + i, self.margin.left + j
+        if isinstance(r, int) and isinstance(c, int):
+            self.data[:, channels, r, c] = value
+        else:  # one flat index into the (contiguous) map, as window reads
+            self.data.flatten(2)[:, channels, as_index(r * self.data.shape[-1] + c)] = value.unsqueeze(-1)
 
     def write_row(self, value: torch.Tensor, i: Index) -> None:
         """Write row ``i``.
@@ -170,7 +173,9 @@ class PaddedMap:
         """
         rows, cols = span(self.margin.top + top, height), span(self.margin.left + left, width)
         if isinstance(rows, torch.Tensor) and isinstance(cols, torch.Tensor):
-            return self.data[:, :, rows[:, None], cols[None, :]]
+            # One flat index into the (contiguous) map: a single indirect read per value in a compiled kernel.
+            flat = (rows[:, None] * self.data.shape[-1] + cols[None, :]).flatten()  # (height width,)
+            return self.data.flatten(2).index_select(2, flat).view(*self.data.shape[:2], height, width)
         return self.data[:, :, rows, cols]
 
     def rows(self, top: Index, height: int) -> torch.Tensor:

@@ -16,6 +16,7 @@ from pixelprior.nn import (
     down_shift,
     right_shift,
 )
+from pixelprior.nn.conv import row_product
 
 H, W = 5, 6
 
@@ -218,3 +219,13 @@ def test_bad_arguments_raise():
         DownShiftedConv2d(3, 6, (2, 2))  # even width: no centred column
     with pytest.raises(ValueError):
         AnchoredConv2d(3, 6, 3, mask=torch.ones(1, 1, 2, 2))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_row_product_is_the_row_convolution(stride):
+    """The compiled steps' form of a row convolution (one matrix product over the unfolded strip) equals F.conv2d."""
+    gen = torch.Generator().manual_seed(0)
+    strip = torch.randn(2, 3, 2, 9, generator=gen, dtype=torch.float64)
+    weight, bias = torch.randn(4, 3, 2, 3, generator=gen, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+    expected = F.conv2d(strip, weight, bias, stride=(1, stride))[:, :, 0]
+    torch.testing.assert_close(row_product(strip, weight, bias, stride), expected, rtol=0, atol=1e-12)
