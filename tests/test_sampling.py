@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 from torch._C._dynamo.eval_frame import _debug_get_cache_entry_list
@@ -315,6 +318,11 @@ def test_graphs_without_guards_serve_one_cache_structure():
                 model.sample(batch_size, generator=seeded(batch_size), compile={"backend": "eager"}), eager
             )
         assert len(COMPILED_STEPS[model]) == 2
+        # The graphs are kept with the model, and do not keep it alive.
+        alive = weakref.ref(model)
+        del model
+        gc.collect()
+        assert alive() is None
     finally:
         torch._dynamo.reset()
 
