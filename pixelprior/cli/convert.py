@@ -73,7 +73,9 @@ def _sample_size(values: list[int] | None, parser: argparse.ArgumentParser) -> i
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from ..converters import convert_imagegpt, convert_pixelcnn_pp, write_pipeline
+    from ..converters.checkpoints import check_output_dir
 
+    check_output_dir(args.output_dir)  # before the work: a conversion never ends in a refusal to save
     sample_size = _sample_size(args.sample_size, parser)
     dtype = DTYPES[args.dtype] if args.dtype else None
     if args.format == "imagegpt":
@@ -82,14 +84,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
             sample_size=sample_size,
             dropout=args.dropout,
             palette=not args.no_palette,
-            torch_dtype=dtype,
+            dtype=dtype,
             cache_dir=args.cache_dir,
             revision=args.revision,
             local_files_only=args.local_files_only,
         )
     else:
         extra = {"dropout": args.dropout} if args.dropout is not None else {}
-        pipe = convert_pixelcnn_pp(args.source, sample_size=sample_size or 32, torch_dtype=dtype, **extra)
+        pipe = convert_pixelcnn_pp(args.source, sample_size=sample_size or 32, dtype=dtype, **extra)
     folder = write_pipeline(pipe, args.output_dir)
     prior = pipe.prior
     (H, W), parameters = prior.grid_size, sum(p.numel() for p in prior.parameters())

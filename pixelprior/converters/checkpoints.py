@@ -106,6 +106,17 @@ def as_dtype(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     return model if dtype == torch.float32 else model.to(dtype)
 
 
+def check_output_dir(output_dir: str | os.PathLike) -> str:
+    """``output_dir`` as an absolute path; raises unless it is a new or an empty folder (nothing is overwritten)."""
+    output_dir = os.path.abspath(os.fspath(output_dir))
+    if os.path.exists(output_dir) and (not os.path.isdir(output_dir) or os.listdir(output_dir)):
+        raise ValueError(
+            f"Expected --output_dir to be a new or empty folder, got {output_dir!r}, which "
+            f"{'is not a folder' if not os.path.isdir(output_dir) else 'holds files'} (nothing is overwritten)."
+        )
+    return output_dir
+
+
 def write_pipeline(pipeline: Any, output_dir: str | os.PathLike) -> str:
     """Save ``pipeline`` (safetensors) into ``output_dir``, which must not exist or be an empty folder.
 
@@ -115,12 +126,7 @@ def write_pipeline(pipeline: Any, output_dir: str | os.PathLike) -> str:
     Returns:
         ``output_dir`` as a string.
     """
-    output_dir = os.path.abspath(os.fspath(output_dir))
-    if os.path.exists(output_dir) and (not os.path.isdir(output_dir) or os.listdir(output_dir)):
-        raise ValueError(
-            f"Expected --output_dir to be a new or empty folder, got {output_dir!r}, which "
-            f"{'is not a folder' if not os.path.isdir(output_dir) else 'holds files'} (nothing is overwritten)."
-        )
+    output_dir = check_output_dir(output_dir)
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(output_dir)}-", dir=parent)

@@ -270,7 +270,7 @@ def convert_imagegpt(
     sample_size: int | tuple[int, int] | None = None,
     dropout: float | None = None,
     palette: bool = True,
-    torch_dtype: torch.dtype | None = None,
+    dtype: torch.dtype | None = None,
     cache_dir: str | os.PathLike | None = None,
     revision: str | None = None,
     token: str | bool | None = None,
@@ -285,7 +285,7 @@ def convert_imagegpt(
         dropout: the converted model's dropout (for fine-tuning); default the config's.
         palette: attach the colour clusters (a :class:`~pixelprior.data.ColorPalette`), so that the pipeline returns
             RGB images; ``False`` converts the model alone (its outputs are then cluster ids).
-        torch_dtype: the converted model's dtype; default the checkpoint's (float32 for the released models).
+        dtype: the converted model's dtype; default the checkpoint's (float32 for the released models).
         cache_dir, revision, token, local_files_only: for a Hub id (see :func:`resolve_source`).
 
     Returns:
@@ -306,6 +306,6 @@ def convert_imagegpt(
     colors = read_palette(folder, kwargs["num_values"]) if palette else None
     state = read_state_dict(weight_file(folder))
     weights = convert_state_dict(state, config, math.prod(grid_size(kwargs["sample_size"])))
-    prior = as_dtype(ImageGPT(**kwargs), torch_dtype or weights["token_embedding.weight"].dtype)
+    prior = as_dtype(ImageGPT(**kwargs), dtype or weights["token_embedding.weight"].dtype)
     prior.load_state_dict(weights, strict=True)
     return PixelPriorPipeline(prior.eval(), palette=colors)

@@ -212,7 +212,7 @@ def convert_pixelcnn_pp(
     *,
     sample_size: int | tuple[int, int] = 32,
     dropout: float = 0.5,
-    torch_dtype: torch.dtype | None = None,
+    dtype: torch.dtype | None = None,
 ):
     """A pclucas14/pixel-cnn-pp checkpoint (``.pth`` state dict) as a :class:`~pixelprior.PixelPriorPipeline`.
 
@@ -221,7 +221,7 @@ def convert_pixelcnn_pp(
         sample_size: the grid (the network is convolutional: 32 for the port's CIFAR-10 models, 28 for MNIST);
             divisible by 4.
         dropout: the converted model's dropout (the port's is 0.5), for fine-tuning.
-        torch_dtype: the converted model's dtype; default the checkpoint's (float32 for the port's).
+        dtype: the converted model's dtype; default the checkpoint's (float32 for the port's).
 
     Returns:
         The pipeline, in eval mode.
@@ -242,6 +242,6 @@ def convert_pixelcnn_pp(
         num_mixtures=sizes.num_mixtures,
         dropout=dropout,
     )
-    prior = as_dtype(prior, torch_dtype or weights["output.bias"].dtype)
+    prior = as_dtype(prior, dtype or weights["output.bias"].dtype)
     prior.load_state_dict(weights, strict=True)
     return PixelPriorPipeline(prior.eval())
