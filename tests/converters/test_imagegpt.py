@@ -181,7 +181,7 @@ def _hub_cache(cache, repo: str, files: dict[str, object]) -> None:
 
 
 def test_a_hub_id_from_the_cache_with_pickled_weights(converted, tmp_path):
-    """A repository id read offline from the cache; its pytorch_model.bin (with old mask buffers) through weights_only."""
+    """A repository id read offline from the cache; pytorch_model.bin (old mask buffers too) through weights_only."""
     model, _, folder = converted[0]
     state = dict(model.state_dict())
     state["transformer.h.0.attn.bias"] = torch.ones(1, 1, 36, 36, dtype=torch.bool).tril()  # as transformers 4.x saved

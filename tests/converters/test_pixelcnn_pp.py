@@ -54,7 +54,7 @@ def port_name(ours: str) -> str:
 
 
 def port_output_rows(C: int, M: int) -> list[tuple[str, int, int]]:
-    """The port's output maps as (kind, channel or pair, mixture): logits, then per channel [means | scales | coeffs]."""
+    """The port's output maps as (kind, channel, mixture): logits, then per channel [means | scales | coeffs]."""
     rows = [("logit", 0, m) for m in range(M)]
     for c in range(C):
         rows += [("mean", c, m) for m in range(M)] + [("scale", c, m) for m in range(M)]
