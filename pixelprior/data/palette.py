@@ -18,6 +18,7 @@ import os
 
 import torch
 from einops import rearrange
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..distributions import bins_to_images, images_to_bins
@@ -156,7 +157,10 @@ class ColorPalette:
         path = os.path.join(folder, PRETRAINED_FILE)
         if not os.path.isfile(path):
             raise ValueError(f"Expected a palette folder holding {PRETRAINED_FILE}, got {os.fspath(folder)!r}.")
-        return cls.load(path)
+        try:
+            return cls.load(path)
+        except SafetensorError as error:
+            raise ValueError(f"Expected a safetensors palette file, got {path!r}: {error}") from None
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the centres and ``num_values`` to a safetensors file."""
