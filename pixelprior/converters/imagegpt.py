@@ -50,6 +50,7 @@ import torch
 from ..data.palette import ColorPalette
 from ..models.image_gpt import NORM_EPS, ImageGPT
 from ..models.modeling_prior import _grid as grid_size
+from ..pipelines import PixelPriorPipeline
 from .checkpoints import as_dtype, check_layout, read_state_dict
 
 LAYOUT = "transformers' ImageGPTForCausalImageModeling"
@@ -83,25 +84,23 @@ def resolve_source(
 ) -> str:
     """A local folder with the files of a transformers Image GPT: ``source`` itself, or a download of that Hub repo.
 
-    Only ``config.json``, ``preprocessor_config.json`` and ``model.safetensors`` are fetched, plus
-    ``pytorch_model.bin`` when the repository has no safetensors weights (it is then read with ``weights_only=True``,
-    never unpickled freely). With ``local_files_only=True`` (or ``HF_HUB_OFFLINE=1``) the Hugging Face cache is read
-    without a network.
+    The download is the pipelines' (:func:`pixelprior.pipelines.hub.resolve_pretrained_path`: ``*.json``,
+    ``*.safetensors``, ``*.md``), plus ``pytorch_model.bin`` when the repository has no ``model.safetensors`` (it is
+    then read with ``weights_only=True``, never unpickled freely). With ``local_files_only=True`` (or
+    ``HF_HUB_OFFLINE=1``) the Hugging Face cache is read without a network.
     """
+    from ..pipelines.hub import resolve_pretrained_path
+
     path = os.fspath(source)
-    if os.path.isdir(path):
-        return path
-    if os.path.exists(path) or path.count("/") != 1:
+    if not os.path.isdir(path) and (os.path.exists(path) or path.count("/") != 1):
         raise ValueError(
             f"Expected a transformers Image GPT folder or a Hub repository id 'owner/name', got {path!r}."
         )
-    import huggingface_hub
-
     kwargs = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
-    folder = huggingface_hub.snapshot_download(
-        path, allow_patterns=["config.json", PROCESSOR_FILE, WEIGHT_FILES[0]], **kwargs
-    )
-    if not os.path.isfile(os.path.join(folder, WEIGHT_FILES[0])):
+    folder = resolve_pretrained_path(path, **kwargs)
+    if not os.path.isdir(path) and not os.path.isfile(os.path.join(folder, WEIGHT_FILES[0])):
+        import huggingface_hub
+
         huggingface_hub.hf_hub_download(path, WEIGHT_FILES[1], **kwargs)
     return folder
 
@@ -275,7 +274,7 @@ def convert_imagegpt(
     revision: str | None = None,
     token: str | bool | None = None,
     local_files_only: bool = False,
-):
+) -> PixelPriorPipeline:
     """A transformers Image GPT (folder or Hub id) as a :class:`~pixelprior.PixelPriorPipeline`.
 
     Args:
@@ -296,8 +295,6 @@ def convert_imagegpt(
         >>> pipe = convert_imagegpt("openai/imagegpt-small")  # doctest: +SKIP
         >>> images = pipe(batch_size=4).images  # doctest: +SKIP
     """
-    from ..pipelines import PixelPriorPipeline
-
     folder = resolve_source(
         source, cache_dir=cache_dir, revision=revision, token=token, local_files_only=local_files_only
     )

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models.pixelcnn_pp import NUM_STAGES, PixelCNNPlusPlus
+from ..pipelines import PixelPriorPipeline
 from .checkpoints import as_dtype, check_layout, read_state_dict, strip_prefix
 
 LAYOUT = "pclucas14/pixel-cnn-pp's PixelCNN (weight_g / weight_v of torch.nn.utils.weight_norm)"
@@ -213,7 +214,7 @@ def convert_pixelcnn_pp(
     sample_size: int | tuple[int, int] = 32,
     dropout: float = 0.5,
     dtype: torch.dtype | None = None,
-):
+) -> PixelPriorPipeline:
     """A pclucas14/pixel-cnn-pp checkpoint (``.pth`` state dict) as a :class:`~pixelprior.PixelPriorPipeline`.
 
     Args:
@@ -230,8 +231,6 @@ def convert_pixelcnn_pp(
         >>> from pixelprior.converters import convert_pixelcnn_pp
         >>> pipe = convert_pixelcnn_pp("pcnn_lr.0.00040_nr-resnet5_nr-filters160_889.pth")  # doctest: +SKIP
     """
-    from ..pipelines import PixelPriorPipeline
-
     sizes, weights = convert_state_dict(read_state_dict(path))
     prior = PixelCNNPlusPlus(
         sample_size=sample_size,
