@@ -140,9 +140,9 @@ def read_palette(folder: str, num_colors: int) -> ColorPalette:
     if clusters is None or clusters.shape != (num_colors, 3):
         got = None if clusters is None else tuple(clusters.shape)
         raise ValueError(f"Expected {num_colors} RGB clusters in {path}, got clusters of shape {got}.")
-    if not bool(((clusters >= -1) & (clusters <= 1)).all()):
+    if not bool((clusters.abs() <= 1 + 1e-6).all()):  # k-means centres of [-1, 1] pixels, to float rounding
         raise ValueError(f"Expected clusters on the [-1, 1] scale in {path}, got values outside it.")
-    return ColorPalette((clusters + 1) / 2)
+    return ColorPalette(((clusters + 1) / 2).clamp(0, 1))
 
 
 # ------------------------------------------------------------------------------------------ the conversion
