@@ -19,6 +19,4 @@ from .checkpoints import read_state_dict, write_pipeline
 from .imagegpt import convert_imagegpt
 from .pixelcnn_pp import convert_pixelcnn_pp
 
-FORMATS = {"imagegpt": convert_imagegpt, "pixelcnn-pp": convert_pixelcnn_pp}
-
-__all__ = ["FORMATS", "convert_imagegpt", "convert_pixelcnn_pp", "read_state_dict", "write_pipeline"]
+__all__ = ["convert_imagegpt", "convert_pixelcnn_pp", "read_state_dict", "write_pipeline"]
