@@ -384,8 +384,9 @@ register_prior(
 # 32x32 grids of the 512 colour clusters (n_positions 1024; vocab_size 513 = 512 clusters + the start token), the
 # iGPT norm and quick_gelu, no bias on the 512-logit head. (n_embd, n_layer, n_head): small (512, 24, 8) and large
 # (1536, 48, 16) are the Hub's config.json of openai/imagegpt-small and openai/imagegpt-large; medium (1024, 36, 8)
-# is the MODELS table of transformers' convert_imagegpt_original_tf2_to_pytorch.py, the script that converted the
-# three checkpoints (it lists small and large as above too), and [1]'s iGPT-M (L = 36, d = 1024, 455M parameters).
+# is the MODELS table of convert_imagegpt_original_tf2_to_pytorch.py, transformers 4.x's converter of OpenAI's
+# TensorFlow checkpoints (it lists small and large as above too), and [1]'s iGPT-M (L = 36, d = 1024, 455M
+# parameters).
 # Dropout 0.1 is the three configs' attn_pdrop = resid_pdrop = embd_pdrop.
 _OPENAI_SIZES = {"small": (512, 24, 8), "medium": (1024, 36, 8), "large": (1536, 48, 16)}
 for _size, (_width, _depth, _heads) in _OPENAI_SIZES.items():
