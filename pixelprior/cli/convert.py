@@ -17,8 +17,8 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.
 dropout_type = checked(float, lambda value: 0 <= value < 1, "a dropout probability in [0, 1)")
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    """Add the ``convert`` subcommand (with one sub-subcommand per format) to ``commands``."""
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``convert`` subcommand (with one sub-subcommand per format) to ``commands``; returns its parser."""
     convert = commands.add_parser(
         "convert",
         help="convert a checkpoint of another project (Image GPT, the PixelCNN++ port) into a pipeline folder",
@@ -61,6 +61,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             "--dtype", choices=sorted(DTYPES), default=None, help="the saved weights' dtype (default: the source's)"
         )
         parser.set_defaults(handler=run)
+    return convert
 
 
 def _sample_size(values: list[int] | None, parser: argparse.ArgumentParser) -> int | tuple[int, int] | None:
