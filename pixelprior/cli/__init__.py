@@ -1,4 +1,4 @@
-"""The ``pixelprior`` command: one module per subcommand (``pixelprior train``, ``sample``, ``encode``).
+"""The ``pixelprior`` command: one module per subcommand (``pixelprior train``, ``sample``, ``encode``, ``convert``).
 
 Also ``python -m pixelprior ...`` and ``accelerate launch -m pixelprior train ...`` (the same code on one CPU,
 several processes or several GPUs). Each subcommand module has ``add_parser(commands)``, which adds its flags, sets
@@ -13,9 +13,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import encode, sample, train
+from . import convert, encode, sample, train
 
-COMMANDS = (train, sample, encode)
+COMMANDS = (train, sample, encode, convert)
 
 
 class OneLineParser(argparse.ArgumentParser):

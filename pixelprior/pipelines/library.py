@@ -14,7 +14,11 @@ from diffusers.pipelines import pipeline_loading_utils
 
 LIBRARY = "pixelprior"
 # base class exported by pixelprior -> [save method, load method], the layout of diffusers' LOADABLE_CLASSES
-LOADABLE = {"AutoregressivePrior": ["save_pretrained", "from_pretrained"]}
+# (ColorPalette: the optional palette component of PixelPriorPipeline, a safetensors file of colours.)
+LOADABLE = {
+    "AutoregressivePrior": ["save_pretrained", "from_pretrained"],
+    "ColorPalette": ["save_pretrained", "from_pretrained"],
+}
 
 
 def register_with_diffusers() -> None:
