@@ -45,7 +45,7 @@ def test_from_pretrained_with_a_hub_repo_id(tmp_path, monkeypatch):
     loaded = VQPriorPipeline.from_pretrained("someone/tiny-vq-prior", cache_dir=cache, local_files_only=True)
     assert torch.equal(_latent(loaded).images, _latent(pipe).images)
     assert type(load_pipeline("someone/tiny-vq-prior", cache_dir=cache, local_files_only=True)) is VQPriorPipeline
-    with pytest.raises(huggingface_hub.errors.LocalEntryNotFoundError):
+    with pytest.raises(ValueError, match="'someone/not-there': no such folder, and the repository cannot be found"):
         VQPriorPipeline.from_pretrained("someone/not-there", cache_dir=cache, local_files_only=True)
 
 
