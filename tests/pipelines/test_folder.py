@@ -219,3 +219,15 @@ def test_vqvae_that_does_not_fit_the_prior(copy_of):
     config("prior", num_values=16)(folder)  # the prior's own weights change shape: refused as a mismatch first
     with pytest.raises(ValueError, match="match the config of component 'prior'"):
         VQPriorPipeline.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("change", [index(_class_name=["evil", "X"]), index(prior=["diffusers", "UNet2DModel"])])
+def test_the_sample_command_refuses_a_bad_folder_in_one_line(change, copy_of, tmp_path, capsys):
+    from pixelprior.cli import main
+
+    folder = copy_of("px")
+    change(folder)
+    assert main(["sample", "--pipeline", str(folder), "--output", str(tmp_path / "grid.png")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("pixelprior sample: error: Expected") and "\n" not in error
+    assert not (tmp_path / "grid.png").exists()
