@@ -76,8 +76,10 @@ class Component:
         return self.library == LIBRARY
 
     def describe(self) -> str:
-        kind = "a pixelprior prior class" if self.library == LIBRARY else self.base.__name__
-        return f'["{self.library}", <{kind}>]' if self.library == LIBRARY else f'["{self.library}", "{kind}"]'
+        """How ``model_index.json`` names such a component."""
+        if self.library == LIBRARY:
+            return f'["{LIBRARY}", <a registered pixelprior prior class>]'
+        return f'["{self.library}", "{self.base.__name__}"]'
 
 
 def read_json_object(path: str, what: str) -> dict[str, Any]:

@@ -62,7 +62,7 @@ class PipelineLoadingMixin:
     components: ClassVar[dict[str, Component]] = {}
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> PipelineLoadingMixin:
         """Load a pipeline from a folder written by ``save_pretrained`` or from a Hub repository id.
 
         Args:
@@ -107,7 +107,7 @@ class PipelineLoadingMixin:
         return pipeline
 
     @classmethod
-    def extract_init_dict(cls, config_dict: dict[str, Any], **kwargs: Any):
+    def extract_init_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> tuple:
         """diffusers' hook: ``DiffusionPipeline.from_pretrained`` calls it before loading any component.
 
         Checks ``model_index.json``'s pipeline class and components, then does what ``ConfigMixin`` does.
@@ -116,7 +116,7 @@ class PipelineLoadingMixin:
         return super().extract_init_dict(config_dict, **kwargs)
 
 
-def load_pipeline(pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
+def load_pipeline(pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> PipelineLoadingMixin:
     """Load a saved pixelprior pipeline of whichever class its ``model_index.json`` names.
 
     Args:

@@ -11,7 +11,7 @@ from diffusers import DiffusionPipeline
 
 from pixelprior import PixelPriorPipeline, VQPriorPipeline, create_prior
 from pixelprior.models.registry import prior_config
-from pixelprior.pipelines import load_pipeline
+from pixelprior.pipelines import library, load_pipeline
 from tests.conftest import PRIOR_NAMES, conditioning, random_x, tiny_prior
 
 from .conftest import latents
@@ -114,3 +114,11 @@ def test_every_model_class_round_trips_through_the_checked_loader(name, tmp_path
     kwargs = conditioning(prior, 2)
     with torch.no_grad():
         assert type(loaded) is type(prior) and torch.equal(loaded.log_prob(x, **kwargs), prior.log_prob(x, **kwargs))
+
+
+def test_a_pipeline_name_diffusers_defines_is_not_shadowed(monkeypatch):
+    monkeypatch.setattr(library, "PIPELINES", dict(library.PIPELINES))
+    own = diffusers.DDPMPipeline
+    impostor = type("DDPMPipeline", (), {})
+    assert library.register_pipeline(impostor) is impostor
+    assert diffusers.DDPMPipeline is own and library.PIPELINES["DDPMPipeline"] is impostor
