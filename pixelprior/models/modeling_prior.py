@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -300,6 +301,7 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
         generator: Generator = None,
         use_cache: bool = True,
         progress: bool = False,
+        row_callback: Callable[[int, torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
         """Draw images in raster order (see :func:`pixelprior.sampling.sample`).
 
@@ -313,6 +315,7 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
             generator: a ``torch.Generator`` or a list of one per sample.
             use_cache: the fast incremental path (default) or the plain reference loop.
             progress: show a progress bar.
+            row_callback: ``row_callback(i, x)`` is called once row ``i`` is complete, with the grid drawn so far.
 
         Returns:
             ``(B, C, H, W)`` long.
@@ -330,6 +333,7 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
             generator=generator,
             use_cache=use_cache,
             progress=progress,
+            row_callback=row_callback,
         )
 
     @classmethod

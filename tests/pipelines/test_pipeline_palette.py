@@ -57,6 +57,20 @@ def test_save_and_load_round_trip(tmp_path):
     assert torch.equal(*ids)
 
 
+def test_a_palette_folder_loads_through_every_loader(tmp_path):
+    from diffusers import DiffusionPipeline
+
+    from pixelprior.pipelines import load_pipeline
+
+    pipe = palette_pipe()
+    pipe.save_pretrained(tmp_path)
+    for loaded in (load_pipeline(tmp_path), DiffusionPipeline.from_pretrained(tmp_path)):
+        assert type(loaded) is PixelPriorPipeline and torch.equal(loaded.palette.centers, pipe.palette.centers)
+    (tmp_path / "palette" / "palette.safetensors").write_bytes(b"\x80\x04 a pickle, not safetensors")
+    with pytest.raises(ValueError, match="Expected a safetensors palette file"):
+        PixelPriorPipeline.from_pretrained(tmp_path)
+
+
 def test_a_pipeline_without_palette_loads_as_before(tmp_path):
     pipe = PixelPriorPipeline(create_prior("pixelcnn_mnist", hidden_channels=8, num_layers=1))
     pipe.save_pretrained(tmp_path)
