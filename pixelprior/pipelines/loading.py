@@ -74,8 +74,8 @@ class PipelineLoadingMixin:
             pretrained_model_name_or_path: a local folder, or ``"user/repo"`` on the Hub (downloaded with
                 :func:`huggingface_hub.snapshot_download` into the Hugging Face cache).
             kwargs: ``cache_dir``, ``revision``, ``token``, ``local_files_only``, ``force_download`` reach the
-                download; ``dtype`` (or its old name ``torch_dtype``: one dtype, or a dict by component name with a ``"default"``),
-                ``variant``, ``use_safetensors`` (``None``: safetensors, else a ``.bin`` read with
+                download; ``dtype`` (or its old name ``torch_dtype``: one dtype, or a dict by component name with a
+                ``"default"``), ``variant``, ``use_safetensors`` (``None``: safetensors, else a ``.bin`` read with
                 ``weights_only=True``; ``False`` also downloads ``.bin`` files from the Hub), ``low_cpu_mem_usage``
                 and ``disable_mmap`` reach each component's ``from_pretrained``; a component passed by name
                 (``prior=...``) is used instead of the folder's.
