@@ -396,6 +396,7 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
         use_cache: bool = True,
         compile: bool = False,
         progress: bool = False,
+        row_callback: Callable[[int, torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
         """Draw images in raster order (see :func:`pixelprior.sampling.sample`).
 
@@ -411,6 +412,7 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
             compile: run the cached step compiled with ``torch.compile`` (once per model and step variant; the
                 same samples in float64).
             progress: show a progress bar.
+            row_callback: ``row_callback(i, x)`` is called once row ``i`` is complete, with the grid drawn so far.
 
         Raises:
             ValueError: for bad arguments, and when the distribution parameters of a step are not finite.
@@ -430,6 +432,7 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
             use_cache=use_cache,
             compile=compile,
             progress=progress,
+            row_callback=row_callback,
         )
 
     @classmethod

@@ -3,7 +3,7 @@ convolutions with their cached-sampling steps, the gated residual block of Pixel
 attention, the LSTM layers of PixelRNN, conditioning biases and activations; the step protocol of cached sampling
 (stepping.py)."""
 
-from .activations import concat_elu
+from .activations import QuickGELU, concat_elu, quick_gelu
 from .attention import KeyValueCache, LocalBlocks, causal_attention, local_attention
 from .conditioning import ConditionBias, bias_at, bias_row
 from .conv import (
@@ -58,6 +58,7 @@ __all__ = [
     "Margin",
     "MaskedConv2d",
     "PaddedMap",
+    "QuickGELU",
     "RasterCursor",
     "RowLSTM",
     "RowLSTMStep",
@@ -77,6 +78,7 @@ __all__ = [
     "gated_residual",
     "local_attention",
     "local_causal_mask",
+    "quick_gelu",
     "down_shift",
     "lstm_update",
     "right_shift",
