@@ -1,4 +1,4 @@
-"""The one sampling loop of pixelprior, plain and cached.
+"""The one sampling loop of pixelprior: plain, cached and compiled.
 
 Positions are drawn in raster order (row by row, left to right); at each position the likelihood says in
 which steps its channels are drawn (``distribution.channel_steps``: R, then G, then B for the categorical
@@ -10,8 +10,7 @@ current position given everything drawn so far:
 * **cached** (``use_cache=True``): the model's incremental network (``init_cache`` / ``step``, the step protocol of
   :mod:`pixelprior.models.modeling_prior`). Each causal layer keeps its input buffer (or row states, or key/value
   caches), so a step computes only the new position. With the same generator both loops draw the same random
-  numbers in the same order, and in float64 they give identical samples.
-
+  numbers in the same order, and in float64 they give identical samples;
 * **compiled** (``compile=True``): the cached step, and the draw from its parameters, compiled with
   ``torch.compile``: positions are 0-d tensors and caches are allocated with static shapes, so one graph serves
   every position; a model has one graph per channel step and step variant (:class:`CompiledSteps`), made once. The
