@@ -27,9 +27,9 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput, VQModel
 from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from einops import rearrange
 
-from ..data.codes import encode_images, eval_mode, vqvae_image_size, vqvae_latent_size
 from ..distributions.base import Generator
 from ..models import AutoregressivePrior
+from ..vqmodel import encode_images, eval_mode, vqvae_image_size, vqvae_latent_size
 from .hub import HubPipelineMixin
 from .inpainting import keep_mask_on_grid, prepare_inpainting_inputs
 from .library import register_with_diffusers

@@ -11,8 +11,8 @@ from safetensors import safe_open
 
 from pixelprior.cli import main
 from pixelprior.data import GridDataset, codes_metadata, encode_dataset, encode_to_file, load_codes, load_dataset
-from pixelprior.data.codes import encode_images, vqvae_identity, vqvae_latent_size
 from pixelprior.distributions import bins_to_input
+from pixelprior.vqmodel import encode_images, vqvae_identity, vqvae_latent_size
 from tests.conftest import tiny_vqmodel
 
 K = 8
