@@ -203,7 +203,10 @@ def _check_metadata(path: str, meta: Mapping[str, Any]) -> None:
     try:
         num_codes, grid = int(config["num_vq_embeddings"]), list(vqvae_latent_size(config))
     except (KeyError, TypeError, ValueError, IndexError) as error:
-        raise ValueError(f"Expected a VQModel's config as vqvae_config in {path!r}, got one ({error!r}).") from None
+        raise ValueError(
+            f"Expected a VQModel's config as vqvae_config in {path!r} (num_vq_embeddings, sample_size, "
+            f"block_out_channels), got one without them ({type(error).__name__}: {error})."
+        ) from None
     if meta["num_values"] != num_codes:
         raise ValueError(
             f"Expected num_values to be the VQModel's codebook size {num_codes} in {path!r}, got {meta['num_values']}."

@@ -371,10 +371,8 @@ def read_cifar_batch(path: str, label_key: str) -> tuple[np.ndarray, np.ndarray]
     entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
     if "data" not in entry or label_key not in entry:
         raise ValueError(f"Expected the keys 'data' and {label_key!r} in {path!r}, got {sorted(map(str, entry))}.")
-    try:
-        data, labels = _array_of(entry["data"], "'data'"), _array_of(entry[label_key], repr(label_key))
-    except ValueError as error:
-        raise ValueError(f"{error} (in {path!r})") from None
+    data = _array_of(entry["data"], f"'data' in {path!r}")
+    labels = _array_of(entry[label_key], f"{label_key!r} in {path!r}")
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
         raise ValueError(
             f"Expected uint8 data of shape (N, 3072) and N labels in {path!r}, got {data.dtype} {data.shape} and "
@@ -409,9 +407,7 @@ def load_torchvision(
                 f"Expected (N, H, W) images and (N,) labels in {folder!r}, got {images.shape} and {labels.shape}."
             )
         if len(labels) and int(labels.max()) >= num_classes:
-            raise ValueError(
-                f"Expected labels in [0, {num_classes}) in {path!r}, got up to {int(labels.max())}."
-            )
+            raise ValueError(f"Expected labels in [0, {num_classes}) in {path!r}, got up to {int(labels.max())}.")
         return images[:, None], labels.astype(np.int64), num_classes  # (N, H, W) -> (N, 1, H, W)
     _, folder, files, label_key, num_classes = CIFAR_DATASETS[name]
     batches = []
