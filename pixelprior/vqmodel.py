@@ -99,9 +99,19 @@ def vqvae_folder(vqvae_path: str | os.PathLike) -> str:
 
 
 def _check_local(path: str) -> None:
-    """A path that cannot be a Hub id (``user/name``) must be a folder holding a ``config.json``."""
+    """A path that cannot be a Hub id (``user/name``) must be a folder holding a ``config.json``.
+
+    ``runs/vqvae`` when ``runs/`` is a local folder counts as a path: asking the Hub for it would take half a minute
+    of retries offline before saying what a missing folder says at once.
+    """
     expanded = os.path.expanduser(path)
-    looks_local = path.startswith(_LOCAL_PREFIXES) or os.path.exists(expanded) or path.count("/") > 1
+    parent = os.path.dirname(expanded)
+    looks_local = (
+        path.startswith(_LOCAL_PREFIXES)
+        or os.path.exists(expanded)
+        or path.count("/") > 1
+        or (bool(parent) and os.path.isdir(parent))
+    )
     if not looks_local:
         return
     if not os.path.exists(expanded):

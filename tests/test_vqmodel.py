@@ -49,10 +49,14 @@ def test_eval_mode_restores_the_mode(saved):
     model.eval()
 
 
-def test_bad_vqmodel_paths_are_named(saved, tmp_path):
+def test_bad_vqmodel_paths_are_named(saved, tmp_path, monkeypatch):
     folder, _ = saved
     with pytest.raises(ValueError, match=r"got '/nonexistent/vqvae': no such folder"):
         load_vqmodel("/nonexistent/vqvae")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ValueError, match=r"got 'runs/vqvae': no such folder"):  # a path, not the Hub id runs/vqvae
+        load_vqmodel("runs/vqvae")
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="which is a file"):
         load_vqmodel(str(tmp_path / "file"))

@@ -313,6 +313,13 @@ def test_cli_bad_codes_and_missing_vqvae_exit_2(small_vqvae, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("pixelprior train: error: Expected num_values") and path in err and "\n" not in err
+    moved = tmp_path / "moved"
+    shutil.copytree(small_vqvae, moved)
+    path = _write(tmp_path / "moved.safetensors", lambda t, m: (t, m), moved)
+    shutil.rmtree(moved)  # before this check, training ran every step and failed at its final save
+    assert main([*argv[:4], f"codes:{path}", *argv[5:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Expected the VQModel recorded in the codes file" in err and "no such folder" in err and "\n" not in err
     missing = str(tmp_path / "nonexistent")
     assert main(["encode", "--vqvae", missing, "--output", str(tmp_path / "c.safetensors")]) == 2
     err = capsys.readouterr().err.strip()
