@@ -100,7 +100,10 @@ def parse_dataset(spec: str) -> DatasetSpec:
         from .hub import parse_hf_spec
 
         name = parse_hf_spec(arg)[0]
-        if name.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(name)):
+        path, parent = os.path.expanduser(name), os.path.dirname(os.path.expanduser(name))
+        # A path (also data/set when data/ is a local folder) is not sent to the Hub: half a minute of retries offline.
+        local = name.startswith((".", "/", "~")) or (bool(parent) and os.path.isdir(parent))
+        if local and not os.path.isdir(path):
             raise ValueError(
                 f"Expected hf:NAME to name a Hub dataset or a local folder, got {name!r}: no such folder."
             )

@@ -180,3 +180,10 @@ def test_without_the_datasets_package_hf_is_a_value_error(monkeypatch, capsys):
         load_dataset("hf:someone/digits")
     assert main([*TRAIN, "hf:someone/digits"]) == 2
     assert capsys.readouterr().err.startswith("pixelprior train: error: Expected the Hugging Face `datasets`")
+
+
+def test_a_path_under_a_local_folder_is_not_asked_of_the_hub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    with pytest.raises(ValueError, match="got 'data/nope': no such folder"):  # not the Hub id data/nope
+        load_dataset("hf:data/nope")
