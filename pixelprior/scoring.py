@@ -74,7 +74,9 @@ def log_prob_maps(
                 x[s : s + batch_size],
                 None if class_labels is None else class_labels[s : s + batch_size],
                 None if cond is None else cond[s : s + batch_size],
-            ).double().cpu()
+            )
+            .double()
+            .cpu()
             for s in range(0, len(x), batch_size)
         ]
     finally:
@@ -117,8 +119,8 @@ def score(
         theirs = (background.in_channels, *background.grid_size, background.num_values)
         if ours != theirs:
             raise ValueError(
-                f"Expected a background prior over the prior's grids ({ours[0]}x{ours[1]}x{ours[2]}, {ours[3]} values), "
-                f"got one over {theirs[0]}x{theirs[1]}x{theirs[2]} grids of {theirs[3]} values."
+                f"Expected a background prior over the prior's grids ({ours[0]}x{ours[1]}x{ours[2]}, {ours[3]} "
+                f"values), got one over {theirs[0]}x{theirs[1]}x{theirs[2]} grids of {theirs[3]} values."
             )
         background_nats = log_prob_maps(background, x, batch_size=batch_size).flatten(1).sum(1)
         background_bpd = -background_nats / (dims * LN2)

@@ -11,13 +11,18 @@ from tests.conftest import random_x, tiny_prior
 
 
 def test_scores_follow_their_definitions():
-    prior, background = tiny_prior("pixelcnn_mnist", sample_size=6), tiny_prior("pixelcnn_mnist", sample_size=6, seed=1)
+    prior, background = (
+        tiny_prior("pixelcnn_mnist", sample_size=6),
+        tiny_prior("pixelcnn_mnist", sample_size=6, seed=1),
+    )
     x = random_x(prior, 5)
     scores = score(prior, x, background=background, batch_size=2)
     with torch.no_grad():
         torch.testing.assert_close(scores.nats, prior.log_prob(x), rtol=0, atol=1e-12)
         torch.testing.assert_close(scores.bits_per_dim, prior.bits_per_dim(x), rtol=0, atol=1e-12)
-        torch.testing.assert_close(scores.likelihood_ratio, prior.log_prob(x) - background.log_prob(x), rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            scores.likelihood_ratio, prior.log_prob(x) - background.log_prob(x), rtol=0, atol=1e-12
+        )
     torch.testing.assert_close(scores.pixel_bits.flatten(1).sum(1), -scores.nats / math.log(2))
     torch.testing.assert_close(scores.png_bits_per_dim, png_bits(x, 2) / 36)
     torch.testing.assert_close(scores.input_complexity, scores.bits_per_dim - scores.png_bits_per_dim)

@@ -18,10 +18,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Code image files (of the prior's size, mode and levels, exactly as they are) or a dataset split "
         "into one stream of about -log2 p(x) bits; `pixelprior decompress` gives the images back.",
     )
-    compress.add_argument("--pipeline", required=True, help="folder written by `pixelprior train` (or save_pretrained)")
+    compress.add_argument("--pipeline", required=True, help="a pipeline folder written by `pixelprior train`")
     compress.add_argument("--output", required=True, help="the stream file to write")
     add_grid_arguments(compress)
-    compress.add_argument("--batch_size", type=positive_int, default=100, help="images per coding batch (default: 100)")
+    compress.add_argument("--batch_size", type=positive_int, default=100, help="images per batch (default: 100)")
     compress.add_argument("--no_cache", action="store_true", help="use the plain reference loop (slow)")
     compress.add_argument("--force", action="store_true", help="overwrite --output if it exists")
     compress.set_defaults(handler=run)

@@ -56,6 +56,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     _, prior = load_prior(parser, args.pipeline)
     stream = decode(prior, data, progress=True)
     os.makedirs(args.output_dir, exist_ok=True)
-    for name, grid in zip(names, stream.x):
+    for name, grid in zip(names, stream.x, strict=True):
         grid_to_image(grid, header.num_values).save(os.path.join(args.output_dir, name), format="PNG")
     print(f"Wrote {N} PNGs to {args.output_dir} (checksum verified).")

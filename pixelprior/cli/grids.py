@@ -117,10 +117,13 @@ def _dataset_grids(args: argparse.Namespace, parser: argparse.ArgumentParser, pr
         parser.error("argument --class_labels: expected with IMAGES only (a dataset has its own labels)")
     pixels = parse_dataset(args.dataset).kind != "codes"
     data = load_dataset(args.dataset, args.split, **(dataset_options(prior.num_values) if pixels else {}))
-    got, want = (data.in_channels, *data.sample_size, data.num_values), (
-        prior.in_channels,
-        *prior.grid_size,
-        prior.num_values,
+    got, want = (
+        (data.in_channels, *data.sample_size, data.num_values),
+        (
+            prior.in_channels,
+            *prior.grid_size,
+            prior.num_values,
+        ),
     )
     if got != want:
         raise ValueError(

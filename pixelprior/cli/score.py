@@ -49,9 +49,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     pipe, prior = load_prior(parser, args.pipeline)
     background = None if args.background is None else load_prior(parser, args.background, "--background")[1]
     grids = load_grids(args, parser, pipe, prior)
-    scores = score(
-        prior, grids.x, class_labels=grids.class_labels, background=background, batch_size=args.batch_size
-    )
+    scores = score(prior, grids.x, class_labels=grids.class_labels, background=background, batch_size=args.batch_size)
     fields = FIELDS + (BACKGROUND_FIELDS if background is not None else ())
     columns = [scores.bits_per_dim, scores.nats, scores.png_bits_per_dim, scores.input_complexity]
     if background is not None:
@@ -65,7 +63,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.heatmaps is not None:
         os.makedirs(args.heatmaps, exist_ok=True)
         vmax = args.heatmap_max or prior.in_channels * math.log2(prior.num_values)
-        for name, grid, bits in zip(grids.names, grids.x, scores.pixel_bits):
+        for name, grid, bits in zip(grids.names, grids.x, scores.pixel_bits, strict=True):
             heatmap(grid, bits, prior.num_values, vmax, args.scale).save(os.path.join(args.heatmaps, name))
     mean = float(scores.bits_per_dim.mean())
     where = f" and {len(grids.names)} heatmaps in {args.heatmaps}" if args.heatmaps else ""

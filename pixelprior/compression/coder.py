@@ -159,9 +159,7 @@ def _code_grids(
         labels = None if class_labels is None else class_labels[rows]
         cond_rows = None if cond is None else cond[rows]
         out.append(
-            raster_loop(
-                prior, canvas, canvas.bool(), labels, cond_rows, draw, use_cache=use_cache, progress=progress
-            )
+            raster_loop(prior, canvas, canvas.bool(), labels, cond_rows, draw, use_cache=use_cache, progress=progress)
         )
     return torch.cat(out)
 
@@ -251,7 +249,8 @@ def check_stream(prior: AutoregressivePrior, header: StreamHeader) -> None:
     """
     if header.coder != CODER or header.precision != PRECISION:
         raise ValueError(
-            f"Expected a stream of {CODER} at {PRECISION}-bit precision, got {header.coder} at {header.precision} bits."
+            f"Expected a stream of {CODER} at {PRECISION}-bit precision, got {header.coder} at {header.precision} "
+            "bits."
         )
     N, C, H, W = header.shape
     expected = (prior.in_channels, *prior.grid_size, prior.num_values)
@@ -296,7 +295,8 @@ def decode(prior: AutoregressivePrior, data: bytes, *, progress: bool = False) -
     if header.cond_dtype is not None:
         dtype = getattr(torch, header.cond_dtype)
         cond = torch.frombuffer(bytearray(cond_bytes), dtype=torch.uint8).view(dtype).reshape(header.cond_shape)
-    class_labels, cond = prior.check_conditioning(N, torch.zeros(N, dtype=torch.long) if header.num_classes else None, cond)
+    placeholder = torch.zeros(N, dtype=torch.long) if header.num_classes else None  # the labels are decoded below
+    class_labels, cond = prior.check_conditioning(N, placeholder, cond)
     decoder = constriction.stream.queue.RangeDecoder(words)
     with coding_conditions(header.conditions):
         if class_labels is not None and prior.num_classes > 1:

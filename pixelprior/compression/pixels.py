@@ -48,7 +48,9 @@ def grid_to_image(x: torch.Tensor, num_values: int) -> Image.Image:
     return image.convert("1") if num_values == 2 else image  # levels 0 and 255 only: an exact 1-bit image
 
 
-def image_to_grid(image: Image.Image, num_values: int, channels: int, size: tuple[int, int], name: str) -> torch.Tensor:
+def image_to_grid(
+    image: Image.Image, num_values: int, channels: int, size: tuple[int, int], name: str
+) -> torch.Tensor:
     """The grid an image file holds, exactly, or a ``ValueError`` naming the file and what is wrong with it.
 
     Args:
@@ -63,10 +65,13 @@ def image_to_grid(image: Image.Image, num_values: int, channels: int, size: tupl
     """
     modes = _GRAY_MODES if channels == 1 else ("RGB",)
     if image.mode not in modes:
-        raise ValueError(f"Expected an image of mode {' or '.join(modes)} for this model, got mode {image.mode} in {name}.")
+        raise ValueError(
+            f"Expected an image of mode {' or '.join(modes)} for this model, got mode {image.mode} in {name}."
+        )
     if (image.height, image.width) != tuple(size):
         raise ValueError(
-            f"Expected an image of {size[0]}x{size[1]} (HxW) for this model, got {image.height}x{image.width} in {name}."
+            f"Expected an image of {size[0]}x{size[1]} (HxW) for this model, got {image.height}x{image.width} in "
+            f"{name}."
         )
     levels = np.asarray(image.convert("L") if image.mode == "1" else image, dtype=np.uint8)
     levels = torch.from_numpy(levels.reshape(image.height, image.width, channels).copy()).permute(2, 0, 1)
