@@ -79,7 +79,7 @@ def test_plain_loop_streams_round_trip(use_cache):
 
 
 def trained_digit_model(dataset: str, name: str, binarize: bool, steps: int, **kwargs):
-    """A small prior fitted for a few steps to the train digits: confident where they are empty, as trained ones are."""
+    """A prior fitted for a few steps to the train digits: confident where they are empty, as trained priors are."""
     train = load_dataset(dataset, "train", binarize=binarize).x[:256].long()
     torch.manual_seed(0)
     model = create_prior(name, **kwargs)
