@@ -124,7 +124,7 @@ def main() -> None:
     inside = scores_of(prior, background, test)
     print(f"prior {folder}, background {background_folder}; in-distribution: {COUNT} test digits")
     print(f"test digits: {float(inside['bits/dim'].mean()):.3f} bits/dim\n")
-    print("| out-of-distribution set | mean bits/dim | AUROC bits/dim | AUROC likelihood ratio | AUROC input complexity |")
+    print("| out-of-distribution set | mean bits/dim | AUROC: bits/dim | likelihood ratio | input complexity |")
     print("| --- | --- | --- | --- | --- |")
     for name, images in ood_sets(test).items():
         outside = scores_of(prior, background, images)
