@@ -50,16 +50,15 @@ CODECS: dict[str, Callable[[str], dict | None]] = {
 }
 
 
-def pipeline_folder(given: str | None, work_dir: str, name: str, flags: list[str], steps: int) -> str:
-    """``given``, or a pipeline trained here by ``pixelprior train`` (reused when already there)."""
+def pipeline_folder(given: str | None, folder: str, flags: list[str], steps: int, dataset: str = "mnist5k") -> str:
+    """``given``, or a pipeline trained into ``folder`` by ``pixelprior train`` (reused when already there)."""
     if given is not None:
         return given
-    folder = os.path.join(work_dir, name)
     if not os.path.isfile(os.path.join(folder, "model_index.json")):
-        argv = ["train", *flags, "--dataset", "mnist5k", "--output_dir", folder, "--max_steps", str(steps)]
+        argv = ["train", *flags, "--dataset", dataset, "--output_dir", folder, "--max_steps", str(steps)]
         status = pixelprior_main([*argv, "--seed", "0", "--logger", "none"])
         if status:
-            raise SystemExit(f"training {name} failed with status {status}")
+            raise SystemExit(f"training {folder} failed with status {status}")
     return folder
 
 
@@ -156,10 +155,13 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.count} test digits of mnist5k")
     if "binary" in args.kinds:
-        folder = pipeline_folder(args.binary_pipeline, args.work_dir, "binary", BINARY_TRAIN, args.binary_steps)
+        given, folder = args.binary_pipeline, os.path.join(args.work_dir, "binary")
+        folder = pipeline_folder(given, folder, BINARY_TRAIN, args.binary_steps)
         print_table(f"Binarized digits ({folder})", measure(folder, True, args.count, args.batch_size))
     if "8bit" in args.kinds:
-        folder = pipeline_folder(args.pixel_pipeline, args.work_dir, "8bit", PIXEL_TRAIN, args.pixel_steps)
+        folder = pipeline_folder(
+            args.pixel_pipeline, os.path.join(args.work_dir, "8bit"), PIXEL_TRAIN, args.pixel_steps
+        )
         print_table(f"8-bit digits ({folder})", measure(folder, False, args.count, args.batch_size))
 
 

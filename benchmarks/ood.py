@@ -25,19 +25,15 @@ import os
 
 import numpy as np
 import torch
+from compression import PIXEL_TRAIN, pipeline_folder  # benchmarks/compression.py: the same 8-bit prior
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from pixelprior.cli import main as pixelprior_main
 from pixelprior.data import load_dataset
 from pixelprior.pipelines import load_pipeline
 from pixelprior.scoring import score
 
 COUNT, SIZE, MUTATION_RATE = 500, 28, 0.2
-PIXEL_TRAIN = [
-    "--model", "pixelcnn_pp_mnist", "--batch_size", "16", "--learning_rate", "2e-3",
-    "--model_kwargs", '{"hidden_channels": 32, "num_layers": 1, "num_mixtures": 5, "dropout": 0.1}',
-]  # fmt: skip
 
 
 def perturbed_digits_folder(folder: str, seed: int = 0) -> str:
@@ -54,16 +50,6 @@ def perturbed_digits_folder(folder: str, seed: int = 0) -> str:
         x = np.where(mutate, rng.integers(0, 256, x.shape), x).astype(np.uint8)
         for index, image in enumerate(x):
             Image.fromarray(image, "L").save(os.path.join(target, f"{index:05d}.png"))
-    return folder
-
-
-def trained(given: str | None, folder: str, dataset: str, steps: int) -> str:
-    if given is not None:
-        return given
-    if not os.path.isfile(os.path.join(folder, "model_index.json")):
-        argv = ["train", *PIXEL_TRAIN, "--dataset", dataset, "--output_dir", folder, "--max_steps", str(steps)]
-        if pixelprior_main([*argv, "--seed", "0", "--logger", "none"]):
-            raise SystemExit(f"training {folder} failed")
     return folder
 
 
@@ -114,11 +100,12 @@ def main() -> None:
     parser.add_argument("--work_dir", default="runs/ood-benchmark", help="where priors are trained if needed")
     parser.add_argument("--steps", type=int, default=1500, help="training steps of each prior trained here")
     args = parser.parse_args()
-    folder = trained(args.pipeline, os.path.join(args.work_dir, "8bit"), "mnist5k", args.steps)
+    folder = pipeline_folder(args.pipeline, os.path.join(args.work_dir, "8bit"), PIXEL_TRAIN, args.steps)
     background_folder = args.background
     if background_folder is None:
         noisy = perturbed_digits_folder(os.path.join(args.work_dir, "perturbed-digits"))
-        background_folder = trained(None, os.path.join(args.work_dir, "background"), noisy, args.steps)
+        background = os.path.join(args.work_dir, "background")
+        background_folder = pipeline_folder(None, background, PIXEL_TRAIN, args.steps, dataset=noisy)
     prior, background = load_pipeline(folder).prior.eval(), load_pipeline(background_folder).prior.eval()
     test = load_dataset("mnist5k", "test").x.numpy()[:COUNT, 0]
     inside = scores_of(prior, background, test)
