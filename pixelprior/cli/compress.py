@@ -28,9 +28,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    import torch
-
     from ..compression import compress
+    from ..scoring import log_prob_maps
 
     if os.path.exists(args.output) and not args.force:
         parser.error(f"argument --output: {args.output!r} exists; pass --force to overwrite it")
@@ -45,8 +44,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         use_cache=not args.no_cache,
         progress=True,
     )
-    with torch.no_grad():
-        ideal = float(-prior.log_prob(grids.x, grids.class_labels).double().sum()) / math.log(2)
+    ideal = float(-log_prob_maps(prior, grids.x, grids.class_labels, batch_size=args.batch_size).sum()) / math.log(2)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     partial = f"{args.output}.partial"
     with open(partial, "wb") as file:
