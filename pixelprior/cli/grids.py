@@ -19,12 +19,13 @@ class Grids:
     Attributes:
         x: ``(N, C, H, W)`` long.
         class_labels: ``(N,)`` long for a class-conditional prior, else ``None``.
-        names: one file name per grid (the image's, or ``SPLIT-INDEX.png`` for a dataset).
+        names: one file name per grid (``STEM.png`` of each image file), or ``None`` for a dataset (whose images are
+            numbered: ``00000.png``, ...; not storing numbers keeps them out of the stream).
     """
 
     x: torch.Tensor
     class_labels: torch.Tensor | None
-    names: tuple[str, ...]
+    names: tuple[str, ...] | None
 
 
 def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,5 +136,4 @@ def _dataset_grids(args: argparse.Namespace, parser: argparse.ArgumentParser, pr
         if data.labels is None:
             raise ValueError(f"Expected labelled data for this class-conditional prior, got {args.dataset!r} without.")
         labels = data.labels
-    names = tuple(f"{args.split}-{index:05d}.png" for index in range(len(data)))
-    return Grids(data.x.long(), labels, names)
+    return Grids(data.x.long(), labels, None)

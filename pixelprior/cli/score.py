@@ -50,6 +50,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     background = None if args.background is None else load_prior(parser, args.background, "--background")[1]
     grids = load_grids(args, parser, pipe, prior)
     scores = score(prior, grids.x, class_labels=grids.class_labels, background=background, batch_size=args.batch_size)
+    names = grids.names or tuple(f"{index:05d}.png" for index in range(len(grids.x)))
     fields = FIELDS + (BACKGROUND_FIELDS if background is not None else ())
     columns = [scores.bits_per_dim, scores.nats, scores.png_bits_per_dim, scores.input_complexity]
     if background is not None:
@@ -58,13 +59,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     with open(args.output, "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(fields)
-        for index, name in enumerate(grids.names):
+        for index, name in enumerate(names):
             writer.writerow([name] + [f"{float(column[index]):.6f}" for column in columns])
     if args.heatmaps is not None:
         os.makedirs(args.heatmaps, exist_ok=True)
         vmax = args.heatmap_max or prior.in_channels * math.log2(prior.num_values)
-        for name, grid, bits in zip(grids.names, grids.x, scores.pixel_bits, strict=True):
+        for name, grid, bits in zip(names, grids.x, scores.pixel_bits, strict=True):
             heatmap(grid, bits, prior.num_values, vmax, args.scale).save(os.path.join(args.heatmaps, name))
     mean = float(scores.bits_per_dim.mean())
-    where = f" and {len(grids.names)} heatmaps in {args.heatmaps}" if args.heatmaps else ""
-    print(f"Scored {len(grids.names)} images (mean {mean:.4f} bits/dim): {args.output}{where}.")
+    where = f" and {len(names)} heatmaps in {args.heatmaps}" if args.heatmaps else ""
+    print(f"Scored {len(names)} images (mean {mean:.4f} bits/dim): {args.output}{where}.")

@@ -72,7 +72,7 @@ def test_dataset_split_round_trips(tmp_path, capsys):
     from pixelprior.data import load_dataset
 
     test = load_dataset("digits", "test")
-    with Image.open(tmp_path / "out" / "test-00178.png") as image:
+    with Image.open(tmp_path / "out" / "00178.png") as image:
         assert np.array_equal(np.asarray(image), test.x[178, 0].numpy())
     assert len(list((tmp_path / "out").iterdir())) == len(test) == 179
 
