@@ -200,3 +200,21 @@ def test_non_finite_parameters_are_refused():
         next(model.parameters()).fill_(float("nan"))
     with pytest.raises(ValueError, match="finite"):
         compress(model, random_x(model, 1))
+
+
+def test_decoding_runs_with_the_streams_thread_count(coded, monkeypatch):
+    model, _, _, data = coded
+    header, cond, words = unpack(data)
+    threads = torch.get_num_threads()
+    altered = pack(
+        dataclasses.replace(header, conditions=dataclasses.replace(header.conditions, num_threads=2)), cond, words
+    )
+    seen, call = [], _ChannelCoder.__call__
+    monkeypatch.setattr(
+        _ChannelCoder, "__call__", lambda self, *args: seen.append(torch.get_num_threads()) or call(self, *args)
+    )
+    try:
+        decompress(model, altered)
+    except ValueError as error:  # other floats with 2 threads are possible: then the checksum refuses the result
+        assert "SHA-256" in str(error)
+    assert set(seen) == {2} and torch.get_num_threads() == threads
