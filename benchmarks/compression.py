@@ -12,7 +12,7 @@ digits), or trained here by ``pixelprior train`` into ``--work_dir`` when not gi
 
 Usage:
     python benchmarks/compression.py --binary_pipeline demo-output --pixel_pipeline runs/pcnnpp
-    python benchmarks/compression.py --work_dir runs/bench --binary_steps 2000 --pixel_steps 1500   # trains them
+    python benchmarks/compression.py --work_dir runs/bench --binary_steps 2000 --pixel_steps 600   # trains them
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ BINARY_TRAIN = [
 ]  # fmt: skip
 PIXEL_TRAIN = [
     "--model", "pixelcnn_pp_mnist", "--batch_size", "16", "--learning_rate", "2e-3",
-    "--model_kwargs", '{"hidden_channels": 32, "num_layers": 1, "num_mixtures": 5, "dropout": 0.1}',
+    "--model_kwargs", '{"hidden_channels": 16, "num_layers": 1, "num_mixtures": 5, "dropout": 0.0}',
 ]  # fmt: skip
 
 # codec -> (PIL save options per image mode, or None where the codec does not apply)
@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--pixel_pipeline", default=None, help="a pipeline over 8-bit digits (a PixelCNN++)")
     parser.add_argument("--work_dir", default="runs/compression-benchmark", help="where models are trained if needed")
     parser.add_argument("--binary_steps", type=int, default=2000, help="training steps of the binary model")
-    parser.add_argument("--pixel_steps", type=int, default=1500, help="training steps of the 8-bit model")
+    parser.add_argument("--pixel_steps", type=int, default=600, help="training steps of the 8-bit model")
     parser.add_argument("--count", type=int, default=500, help="test digits (default: all 500)")
     parser.add_argument("--batch_size", type=int, default=100, help="digits per coding batch")
     parser.add_argument("--kinds", nargs="+", default=["binary", "8bit"], choices=["binary", "8bit"])

@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--pipeline", default=None, help="a prior of the 8-bit digits (default: trained here)")
     parser.add_argument("--background", default=None, help="its background prior (default: trained here)")
     parser.add_argument("--work_dir", default="runs/ood-benchmark", help="where priors are trained if needed")
-    parser.add_argument("--steps", type=int, default=1500, help="training steps of each prior trained here")
+    parser.add_argument("--steps", type=int, default=600, help="training steps of each prior trained here")
     args = parser.parse_args()
     folder = pipeline_folder(args.pipeline, os.path.join(args.work_dir, "8bit"), PIXEL_TRAIN, args.steps)
     background_folder = args.background
