@@ -122,7 +122,9 @@ class _ChannelCoder:
         self.dist, self.coder, self.truth = prior.distribution, coder, truth  # truth: (B, C, H, W) when encoding
         self.family = constriction.stream.model.Categorical(perfect=False)
 
-    def __call__(self, params: torch.Tensor, values: torch.Tensor, channels: tuple[int, ...], i: int, j: int):
+    def __call__(
+        self, params: torch.Tensor, values: torch.Tensor, channels: tuple[int, ...], i: int, j: int
+    ) -> torch.Tensor:
         values = values.clone()  # (B, C): this position's channels coded so far
         for c in channels:
             probs = self.dist.channel_log_pmf(params, values, c).exp()  # (B, K) float64
@@ -253,6 +255,14 @@ def check_stream(prior: AutoregressivePrior, header: StreamHeader) -> None:
             "bits."
         )
     N, C, H, W = header.shape
+    names_ok = header.names is None or len(header.names) == N
+    cond_ok = header.cond_shape is None or header.cond_shape[0] == N
+    if N < 1 or header.batch_size < 1 or not names_ok or not cond_ok:
+        raise ValueError(
+            f"Expected a stream of at least one grid, a positive batch size, and one name and condition per grid, "
+            f"got {N} grids, batch size {header.batch_size}, {len(header.names or ())} names and a condition of shape "
+            f"{header.cond_shape}."
+        )
     expected = (prior.in_channels, *prior.grid_size, prior.num_values)
     if (C, H, W, header.num_values) != expected or type(prior).__name__ != header.model_class:
         raise ValueError(

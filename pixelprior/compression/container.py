@@ -33,8 +33,7 @@ MAGIC = b"PXPC"
 FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<4sHI")  # magic, version, header length
 _DIGEST = 32  # SHA-256 trailer
-# Header fields must be plain JSON types; a header this long is not a pixelprior stream (names included, 1M images).
-_MAX_HEADER = 1 << 30
+_MAX_HEADER = 1 << 30  # bytes: far beyond any real header (names of a million images), a sign of a corrupted length
 
 
 @dataclass(frozen=True)

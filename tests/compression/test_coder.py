@@ -176,6 +176,10 @@ def test_malformed_headers_are_refused(coded):
         altered = pack(dataclasses.replace(header, **change), cond, words)
         with pytest.raises(ValueError, match="stream header"):
             decompress(model, altered)
+    for change in [{"shape": (0, 1, 4, 4)}, {"batch_size": 0}, {"names": ("a",)}]:
+        altered = pack(dataclasses.replace(header, **change), cond, words)
+        with pytest.raises(ValueError, match="at least one grid, a positive batch size"):
+            decompress(model, altered)
     with pytest.raises(ValueError, match="payload bytes"):
         decompress(model, pack(dataclasses.replace(header, payload_words=header.payload_words + 1), cond, words))
 
