@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,9 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
+import pixelprior
 from pixelprior import create_prior
-from pixelprior.cli import main
+from pixelprior.cli import OneLineParser, main
+from pixelprior.cli import train as train_command
+from pixelprior.cli.train import config_from_args
 from pixelprior.pipelines import PixelPriorPipeline
+from pixelprior.training import TrainConfig
+from pixelprior.training.options import option_info, option_type
 
 TINY = json.dumps({"hidden_channels": 8, "num_layers": 1})
 
@@ -120,3 +127,92 @@ def test_sample_class_conditional(tmp_path, capsys):
         assert image.size == (2 * (3 * 30 + 2), 2 * (30 + 2))
     assert main([*base, "--class_labels", "11"]) == 2
     assert "class_labels in [0, 10)" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- flags derived from TrainConfig
+def _train_parser() -> argparse.ArgumentParser:
+    return train_command.add_parser(OneLineParser(prog="pixelprior").add_subparsers())
+
+
+def _field_default(field: dataclasses.Field):
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None if field.default is dataclasses.MISSING else field.default
+
+
+def test_every_train_config_field_is_a_flag_with_its_default_and_no_flag_is_not_a_field():
+    parser = _train_parser()
+    actions = {a.dest: a for a in parser._actions if a.dest != "help"}
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert set(actions) == set(fields)  # no flag without a field, no field without a flag
+    for name, field in fields.items():
+        action = actions[name]
+        assert f"--{name}" in action.option_strings
+        assert action.default == _field_default(field), name
+        assert action.required == (name == "output_dir"), name  # the one field with neither default nor None
+        assert action.help.startswith(option_info(field).help.replace("%", "%%")), name
+
+
+_CANDIDATES = {
+    int: ["1", "3", "0", "-2", "2.5", "1e3", "x", "true", "4294967296"],
+    float: ["0.5", "1", "1e-3", "0", "-1", "1.5", "NaN", "nan", "inf", "Infinity", "x"],
+    dict: ['{"hidden_channels": 8}', "{}", "[1]", "{nope", '"x"'],
+    tuple: ["learning_rate", "learning_rate,max_steps", ","],
+}
+
+
+def _cases():
+    for field in dataclasses.fields(TrainConfig):
+        kind, info = option_type(TrainConfig, field.name), option_info(field)
+        if kind.base is bool:
+            continue
+        texts = [*info.choices, "bogus"] if info.choices else _CANDIDATES.get(kind.base, ["some/path", "1"])
+        if field.name == "model":
+            texts = ["pixelcnn_mnist", "no_such_prior"]
+        for text in texts:
+            yield field.name, text
+
+
+@pytest.mark.parametrize(("name", "text"), list(_cases()))
+def test_flags_and_train_config_accept_and_refuse_the_same_values(name, text):
+    # The command line's check (argparse type, choices, then TrainConfig) against the library's (TrainConfig),
+    # given the value a Python user would write for that text.
+    base = {"model": "pixelcnn_mnist", "output_dir": "o", "compile": name == "compile_mode"}
+    if name == "model_config":
+        base["model"] = None
+    kind = option_type(TrainConfig, name)
+    value = text
+    if kind.base is not str:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            pass
+    if kind.base is tuple and isinstance(value, str):
+        value = tuple(v for v in value.split(",") if v)
+    try:
+        TrainConfig(**{**base, name: value})
+        library_accepts = True
+    except ValueError:
+        library_accepts = False
+    argv = ["--output_dir", "o", f"--{name}", text]
+    if base["model"] is not None and name != "model":
+        argv += ["--model", base["model"]]
+    argv += ["--compile"] if base["compile"] else []
+    parser = _train_parser()
+    try:
+        config_from_args(parser.parse_args(argv), parser)
+        cli_accepts = True
+    except SystemExit:
+        cli_accepts = False
+    assert cli_accepts == library_accepts, (name, text)
+
+
+def test_version_and_one_line_errors(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"pixelprior {pixelprior.__version__}"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--model", "pixelcnn_mnist", "--output_dir", "o", "--batch_size", "0"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err == "pixelprior train: error: argument --batch_size: expected a positive integer, got '0'\n"

@@ -7,8 +7,8 @@ import argparse
 from .arguments import positive_int
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    """Add the ``encode`` subcommand to ``commands``."""
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``encode`` subcommand to ``commands``; returns its parser."""
     encode = commands.add_parser(
         "encode",
         help="encode an image dataset into VQ-VAE code grids (a codes:FILE dataset)",
@@ -21,6 +21,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     encode.add_argument("--batch_size", type=positive_int, default=256, help="images per batch (default: 256)")
     encode.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     encode.set_defaults(handler=run)
+    return encode
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

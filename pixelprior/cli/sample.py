@@ -7,8 +7,8 @@ import argparse
 from .arguments import positive_float, positive_int
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    """Add the ``sample`` subcommand to ``commands``."""
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``sample`` subcommand to ``commands``; returns its parser."""
     sample = commands.add_parser(
         "sample",
         help="sample a PNG grid from a saved pipeline",
@@ -30,6 +30,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     sample.add_argument("--scale", type=positive_int, default=1, help="magnify the grid by this factor (default: 1)")
     sample.add_argument("--no_cache", action="store_true", help="use the plain reference sampler (slow)")
     sample.set_defaults(handler=run)
+    return sample
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

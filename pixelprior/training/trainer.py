@@ -20,6 +20,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -125,22 +126,17 @@ def build_prior(config: TrainConfig) -> AutoregressivePrior:
     """The untrained model: ``create_prior(config.model, **config.model_kwargs)``, or the class and arguments of
     ``config.model_config`` (a saved ``config.json``) overridden by ``config.model_kwargs``.
 
-    Unknown argument names are a ``ValueError``.
+    Unknown argument names are a ``ValueError`` (the registry's check: ``models.registry.check_arguments``).
     """
     if config.model is not None:
         return create_prior(config.model, **config.model_kwargs)
-    import inspect
-
-    from ..models.registry import prior_class
+    from ..models.registry import check_arguments, prior_class
 
     saved = _read_model_config(config.model_config)
     cls = prior_class(saved["_class_name"])
     kwargs = {k: v for k, v in saved.items() if not k.startswith("_")}
     kwargs.update(config.model_kwargs)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    unknown = sorted(set(kwargs) - accepted)
-    if unknown:
-        raise ValueError(f"Expected arguments of {cls.__name__} among {sorted(accepted)}, got unknown {unknown}.")
+    check_arguments(cls, kwargs)
     return cls(**kwargs)
 
 
@@ -204,8 +200,65 @@ def _launched_on_cpu_only() -> bool:
     return world_size > 1 and not has_accelerator
 
 
+@dataclass
+class StepOutcome:
+    """One optimizer step as the loop saw it: the step just taken (1-based), the learning rate it used, and the
+    loss of every micro-batch on every process (``finite`` when all were; a step that is not is skipped)."""
+
+    step: int
+    learning_rate: float
+    losses: list[float]
+    loss: float
+    finite: bool
+
+
+@dataclass
+class TrainerState:
+    """What ``trainer_state.json`` holds besides the Accelerate state: the step (the data position and the learning
+    rate follow from it) and the counters."""
+
+    step: int
+    nonfinite_steps: int = 0
+
+    def save(self, folder: str) -> None:
+        with open(os.path.join(folder, TRAINER_STATE_FILE), "w") as f:
+            json.dump(asdict(self), f)
+
+    @classmethod
+    def load(cls, folder: str) -> TrainerState:
+        with open(os.path.join(folder, TRAINER_STATE_FILE)) as f:
+            state = json.load(f)
+        return cls(step=state["step"], nonfinite_steps=int(state["nonfinite_steps"]))
+
+
+def _make_accelerator(config: TrainConfig) -> Accelerator:
+    """The run's Accelerator, with the run's own settings; refuses a precision it would silently ignore."""
+    # Accelerate keeps one state per process and an Accelerator made after another keeps the first's settings (a
+    # second run in a notebook would silently keep its --compile and fail on a new --mixed_precision): the run's own
+    # settings replace them. The process group (PartialState) is kept.
+    AcceleratorState._reset_state()
+    accelerator = Accelerator(
+        cpu=_launched_on_cpu_only(),
+        mixed_precision=config.mixed_precision,
+        log_with="tensorboard" if config.logger == "tensorboard" else None,
+        project_dir=os.path.join(config.output_dir, "logs"),
+        dynamo_plugin=TorchDynamoPlugin(backend="inductor", mode=config.compile_mode) if config.compile else None,
+    )
+    if config.mixed_precision != "no" and not accelerator.native_amp:
+        # Accelerate would train in float32 without a word (it does for fp16 on a CPU).
+        raise ValueError(
+            f"Expected --mixed_precision bf16 or no on {accelerator.device.type}, got {config.mixed_precision!r}: "
+            f"Accelerate has no {config.mixed_precision} autocast there and would silently train in float32."
+        )
+    return accelerator
+
+
 class Trainer:
     """One training run of ``config``: ``Trainer(config).run()`` is :func:`train`.
+
+    The run reads as nanoGPT's loop: :meth:`setup`, then :meth:`train_step` and :meth:`after_step` (logging,
+    evaluation, samples, checkpoints) until ``max_steps``, then :meth:`finish` (the final evaluation and the saved
+    pipeline). Each piece is a small method, so a feature is a new method called from one of them.
 
     After :meth:`run`, ``trainer.prior`` holds the trained (raw, not averaged) weights of this process and
     ``trainer.ema`` the average, if any.
@@ -214,24 +267,7 @@ class Trainer:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         check_logger_available(config.logger)
-        # Accelerate keeps one state per process and an Accelerator made after another keeps the first's settings
-        # (a second run in a notebook would silently keep its --compile and fail on a new --mixed_precision): the
-        # run's own settings replace them. The process group (PartialState) is kept.
-        AcceleratorState._reset_state()
-        self.accelerator = Accelerator(
-            cpu=_launched_on_cpu_only(),
-            mixed_precision=config.mixed_precision,
-            log_with="tensorboard" if config.logger == "tensorboard" else None,
-            project_dir=os.path.join(config.output_dir, "logs"),
-            dynamo_plugin=TorchDynamoPlugin(backend="inductor", mode=config.compile_mode) if config.compile else None,
-        )
-        if config.mixed_precision != "no" and not self.accelerator.native_amp:
-            # Accelerate would train in float32 without a word (it does for fp16 on a CPU).
-            raise ValueError(
-                f"Expected --mixed_precision bf16 or no on {self.accelerator.device.type}, got "
-                f"{config.mixed_precision!r}: Accelerate has no {config.mixed_precision} autocast there and would "
-                "silently train in float32."
-            )
+        self.accelerator = _make_accelerator(config)
         self.fsdp = self.accelerator.distributed_type == DistributedType.FSDP
         if self.fsdp and config.use_ema:
             raise ValueError("Expected no --use_ema with FSDP (the EMA keeps full weights), got both.")
@@ -243,8 +279,255 @@ class Trainer:
         self.test_set = _first(test_set, config.max_eval_samples)
         if config.gradient_checkpointing:
             enable_gradient_checkpointing(self.prior)
-        self.ema: EMA | None = None  # made in run(), once the weights are on their device
+        # The training state. setup() wraps the objective and the optimizer for the processes and resumes it.
+        self.objective: nn.Module = PriorObjective(self.prior)
+        self.optimizer = make_optimizer(self.objective.parameters(), config.learning_rate)
+        factor = lr_factor(
+            config.lr_schedule, decay=config.lr_decay, warmup_steps=config.lr_warmup_steps, max_steps=config.max_steps
+        )
+        # Not prepared: Accelerate would step a prepared scheduler once per process. Stepped once per step here.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.ema: EMA | None = None  # made in setup(), once the weights are on their device
+        self.step = 0
+        self.nonfinite_steps = 0
+        self.resumed_from: str | None = None
+        self.logger: MetricsLogger | None = None
+        self.batches: Iterator[dict[str, torch.Tensor]] | None = None
+        self.bar: tqdm | None = None
+        self.smoothed_loss: float | None = None  # the progress bar's running mean of the loss
+        self.start_time, self.start_step = 0.0, 0
         self._vqvae = None
+
+    @property
+    def images_per_step(self) -> int:
+        """Images per optimizer step, over every micro-batch and process."""
+        return self.config.batch_size * self.config.gradient_accumulation_steps * self.accelerator.num_processes
+
+    # ---------------------------------------------------------------------------------------------- the loop
+    def run(self) -> TrainResult:
+        """Train, evaluate, save; every process returns the same :class:`TrainResult`."""
+        self.setup()
+        try:
+            while self.step < self.config.max_steps:
+                self.after_step(self.train_step())
+        finally:
+            self.bar.close()
+        return self.finish()
+
+    def setup(self) -> None:
+        """Everything before step 1: the processes, the output folder, the resumed state, the logs, the data."""
+        acc = self.accelerator
+        self.objective, self.optimizer = acc.prepare(self.objective, self.optimizer)
+        acc.register_for_checkpointing(self.scheduler)
+        if self.config.use_ema:
+            self.ema = EMA(self.prior, self.config.ema_decay)  # initialised from the weights, on their device
+        if acc.is_main_process:
+            os.makedirs(self.config.output_dir, exist_ok=True)
+            remove_leftovers(self.config.output_dir)
+        acc.wait_for_everyone()
+        self.resume()
+        self.logger = MetricsLogger(
+            self.config.logger,
+            self.config.output_dir,
+            acc,
+            hparams=asdict(self.config),
+            resume_step=self.step if self.resumed_from else None,
+        )
+        self.batches = self.training_batches()
+        self.print_header()
+        self.objective.train()
+        self.start_time, self.start_step = time.perf_counter(), self.step
+        self.bar = tqdm(
+            total=self.config.max_steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            disable=not acc.is_local_main_process,
+        )
+
+    def resume(self) -> None:
+        """Restore the checkpoint named by ``resume_from_checkpoint``, if any (``self.step`` is then its step)."""
+        out, wanted = self.config.output_dir, self.config.resume_from_checkpoint
+        self.resumed_from = resolve_resume(out, wanted)
+        if wanted == "latest" and self.resumed_from is None:
+            self._print(f"No checkpoint in {out} to resume from: starting a new run.")
+        if self.resumed_from is not None:
+            self.step = self.load_checkpoint(self.resumed_from)
+            self._print(f"Resumed from {self.resumed_from} at step {self.step}.")
+
+    def training_batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        """This process's batches, from the current step on (the data order is a function of the seed and step)."""
+        acc, config = self.accelerator, self.config
+        sampler = ShardedBatchSampler(
+            len(self.train_set),
+            config.batch_size,
+            acc.num_processes,
+            acc.process_index,
+            seed=config.seed,
+            start=self.step * config.gradient_accumulation_steps,
+        )
+        # Its own generator: iterating a DataLoader draws a seed, which must not shift the global RNG (dropout).
+        loader = DataLoader(
+            self.train_set,
+            batch_sampler=sampler,
+            pin_memory=acc.device.type == "cuda",
+            generator=torch.Generator().manual_seed(config.seed),
+        )
+        return iter(loader)
+
+    def print_header(self) -> None:
+        config, acc = self.config, self.accelerator
+        if acc.is_main_process:
+            num_params = sum(p.numel() for p in self.prior.parameters())
+            self._print(
+                f"Training {config.model_name} ({type(self.prior).__name__}, {num_params:,} parameters) on "
+                f"{config.dataset}{' (binarized)' if config.binarize else ''}: {len(self.train_set)} train / "
+                f"{len(self.test_set)} test images, {config.max_steps} steps of {config.batch_size} x "
+                f"{config.gradient_accumulation_steps} micro-batch(es) x {acc.num_processes} process(es) = "
+                f"{self.images_per_step} images."
+            )
+
+    def train_step(self) -> StepOutcome:
+        """One optimizer step over ``gradient_accumulation_steps`` micro-batches; a non-finite one is not taken."""
+        acc, accumulation = self.accelerator, self.config.gradient_accumulation_steps
+        losses = [self.micro_step(last=micro == accumulation - 1) for micro in range(accumulation)]
+        step_losses = acc.gather(torch.stack(losses)[None])  # (processes, accumulation): every rank agrees
+        finite = bool(torch.isfinite(step_losses).all())
+        if finite:
+            if self.config.max_grad_norm is not None:
+                acc.clip_grad_norm_(self.objective.parameters(), self.config.max_grad_norm)
+            self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update(self.prior)
+        self.optimizer.zero_grad(set_to_none=True)
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        self.step += 1
+        loss = step_losses.mean().item() if finite else math.nan
+        outcome = StepOutcome(self.step, lr, step_losses.flatten().tolist(), loss, finite)
+        if not finite:
+            self.on_nonfinite(outcome)
+        return outcome
+
+    def micro_step(self, last: bool) -> torch.Tensor:
+        """Forward and backward one micro-batch (gradients synchronized on the ``last`` one); returns its loss."""
+        acc = self.accelerator
+        batch = next(self.batches)
+        x = batch["x"].to(acc.device, non_blocking=True)
+        labels = batch["class_labels"].to(acc.device) if self.prior.num_classes is not None else None
+        if self.config.compile:
+            # A new step for CUDA graphs (reduce-overhead, max-autotune); a no-op otherwise.
+            torch.compiler.cudagraph_mark_step_begin()
+        with nullcontext() if last else acc.no_sync(self.objective):
+            loss = self.objective(x, labels)  # () bits/dim
+            acc.backward(loss / self.config.gradient_accumulation_steps)
+        # A copy: a CUDA graph's output is overwritten by the next micro-batch's replay.
+        return loss.detach().to(torch.float32, copy=True)
+
+    def on_nonfinite(self, outcome: StepOutcome) -> None:
+        """Count a skipped step; stop the run unless ``skip_nonfinite``."""
+        self.nonfinite_steps += 1
+        if not self.config.skip_nonfinite:
+            last = latest_checkpoint(self.config.output_dir)
+            raise NonFiniteLossError(
+                f"Non-finite training loss at step {outcome.step} (losses {outcome.losses}); stopped without taking "
+                f"that step. The last good checkpoint is {last or 'none (no --checkpointing_steps)'}: resume it with "
+                "--resume_from_checkpoint latest and a lower --learning_rate or a --max_grad_norm, or pass "
+                "--skip_nonfinite to skip such steps."
+            )
+        self._print(f"Skipped step {outcome.step}: non-finite loss {outcome.losses} ({self.nonfinite_steps} so far).")
+
+    def after_step(self, outcome: StepOutcome) -> None:
+        """The periodic work after a step: progress, logs, evaluation, samples, checkpoints."""
+        config = self.config
+        self.show_progress(outcome)
+        if self.step % config.log_steps == 0 or not outcome.finite:
+            self.log_step(outcome)
+        if self._due(config.eval_steps) and self.step < config.max_steps:
+            self.evaluate_test()
+        if self._due(config.sample_steps):
+            self.save_samples(self.step)
+        if self._due(config.checkpointing_steps):
+            self.save_checkpoint(self.step)
+
+    def _due(self, every: int | None) -> bool:
+        return bool(every) and self.step % every == 0
+
+    def images_per_second(self) -> float:
+        return (self.step - self.start_step) * self.images_per_step / (time.perf_counter() - self.start_time)
+
+    def show_progress(self, outcome: StepOutcome) -> None:
+        if outcome.finite:
+            previous = self.smoothed_loss
+            self.smoothed_loss = outcome.loss if previous is None else 0.98 * previous + 0.02 * outcome.loss
+        smoothed = self.smoothed_loss
+        self.bar.update(1)
+        self.bar.set_postfix(
+            loss=f"{outcome.loss:.4f}",
+            bpd=f"{smoothed:.4f}" if smoothed else "nan",
+            img_s=f"{self.images_per_second():.0f}",
+        )
+
+    def log_step(self, outcome: StepOutcome) -> None:
+        values = {
+            "train/loss": outcome.loss,
+            "train/lr": outcome.learning_rate,
+            "train/images_per_s": self.images_per_second(),
+            "train/nonfinite_steps": self.nonfinite_steps,
+        }
+        self.logger.log(values, self.step)
+
+    def evaluate_test(self) -> float:
+        """Evaluate the test split now, log it and show it under the progress bar."""
+        test_bpd = self.evaluate(self.test_set)
+        self.logger.log({"test/bits_per_dim": test_bpd}, self.step)
+        if self.accelerator.is_local_main_process:
+            self.bar.write(f"step {self.step}: test bits/dim {test_bpd:.4f}")
+        return test_bpd
+
+    def finish(self) -> TrainResult:
+        """After the last step: exact bits/dim over both splits, the pipeline and ``train_results.json``."""
+        seconds = time.perf_counter() - self.start_time
+        train_bpd = self.evaluate(self.train_set)
+        test_bpd = self.evaluate(self.test_set)
+        self.logger.log({"train/bits_per_dim": train_bpd, "test/bits_per_dim": test_bpd}, self.step)
+        result = self.make_result(train_bpd, test_bpd, seconds)
+        self.save_pipeline(result)
+        self.accelerator.wait_for_everyone()
+        self.logger.close()
+        return result
+
+    def make_result(self, train_bpd: float, test_bpd: float, seconds: float) -> TrainResult:
+        prior = self.prior
+        num_dims = prior.in_channels * prior.grid_size[0] * prior.grid_size[1]
+        binary = prior.num_values == 2
+        trained = self.step - self.start_step
+        return TrainResult(
+            steps=self.step,
+            train_bits_per_dim=train_bpd,
+            test_bits_per_dim=test_bpd,
+            train_nll_nats=nats_per_image(train_bpd, num_dims) if binary else None,
+            test_nll_nats=nats_per_image(test_bpd, num_dims) if binary else None,
+            seconds=seconds,
+            output_dir=self.config.output_dir,
+            nonfinite_steps=self.nonfinite_steps,
+            resumed_from=self.resumed_from,
+            images_per_second=trained * self.images_per_step / seconds if trained > 0 else None,
+        )
+
+    def save_pipeline(self, result: TrainResult) -> None:
+        """Save the pipeline (the EMA weights with ``--use_ema``) and ``train_results.json`` (main process)."""
+        out = self.config.output_dir
+        with self._averaged_weights():
+            full = self._full_prior()
+            if full is not None:
+                pipeline = self._pipeline(full)
+                pipeline.save_pretrained(out)
+                with open(os.path.join(out, RESULTS_FILE), "w") as f:
+                    json.dump({**asdict(result), "config": asdict(self.config)}, f, indent=2)
+                self._print(format_result(result))
+                weights = "EMA weights" if self.ema is not None else "weights"
+                self._print(f"Saved the pipeline ({weights}) to {out} ({type(pipeline).__name__}.from_pretrained).")
 
     # ------------------------------------------------------------------------------------------------- helpers
     def _print(self, *args: Any) -> None:
@@ -340,8 +623,7 @@ class Trainer:
                 from safetensors.torch import save_file
 
                 save_file(self.ema.state_dict(), os.path.join(tmp, EMA_FILE), metadata={"decay": str(self.ema.decay)})
-            with open(os.path.join(tmp, TRAINER_STATE_FILE), "w") as f:
-                json.dump({"step": step, "nonfinite_steps": self.nonfinite_steps}, f)
+            TrainerState(step=step, nonfinite_steps=self.nonfinite_steps).save(tmp)
         acc.wait_for_everyone()
         final = checkpoint_dir(out, step)
         if acc.is_main_process:
@@ -353,9 +635,8 @@ class Trainer:
     def load_checkpoint(self, path: str) -> int:
         """Restore the state saved in ``path``; returns its step."""
         self.accelerator.load_state(path)
-        with open(os.path.join(path, TRAINER_STATE_FILE)) as f:
-            state = json.load(f)
-        if state["step"] != checkpoint_step(path):
+        state = TrainerState.load(path)
+        if state.step != checkpoint_step(path):
             raise ValueError(f"Expected step {checkpoint_step(path)} in {path}/{TRAINER_STATE_FILE}, got {state}.")
         ema_file = os.path.join(path, EMA_FILE)
         if self.ema is not None:
@@ -364,176 +645,8 @@ class Trainer:
             from safetensors.torch import load_file
 
             self.ema.load_state_dict(load_file(ema_file, device=str(self.prior.device)))
-        self.nonfinite_steps = int(state["nonfinite_steps"])
-        return int(state["step"])
-
-    # ---------------------------------------------------------------------------------------------- the loop
-    def run(self) -> TrainResult:
-        """Train, evaluate, save; every process returns the same :class:`TrainResult`."""
-        config, acc = self.config, self.accelerator
-        out = config.output_dir
-        conditional = self.prior.num_classes is not None
-        self.objective = PriorObjective(self.prior)
-        optimizer = make_optimizer(self.objective.parameters(), config.learning_rate)
-        factor = lr_factor(
-            config.lr_schedule, decay=config.lr_decay, warmup_steps=config.lr_warmup_steps, max_steps=config.max_steps
-        )
-        # Not prepared: Accelerate would step a prepared scheduler once per process. Stepped once per step here.
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        self.objective, optimizer = acc.prepare(self.objective, optimizer)
-        acc.register_for_checkpointing(scheduler)
-        if config.use_ema:
-            self.ema = EMA(self.prior, config.ema_decay)  # initialised from the weights, on their device
-
-        self.nonfinite_steps, step = 0, 0
-        if acc.is_main_process:
-            os.makedirs(out, exist_ok=True)
-            remove_leftovers(out)
-        acc.wait_for_everyone()
-        resume = resolve_resume(out, config.resume_from_checkpoint)
-        if config.resume_from_checkpoint == "latest" and resume is None:
-            self._print(f"No checkpoint in {out} to resume from: starting a new run.")
-        if resume is not None:
-            step = self.load_checkpoint(resume)
-            self._print(f"Resumed from {resume} at step {step}.")
-        logger = MetricsLogger(config.logger, out, acc, hparams=asdict(config), resume_step=step if resume else None)
-
-        accumulation = config.gradient_accumulation_steps
-        sampler = ShardedBatchSampler(
-            len(self.train_set),
-            config.batch_size,
-            acc.num_processes,
-            acc.process_index,
-            seed=config.seed,
-            start=step * accumulation,
-        )
-        # Its own generator: iterating a DataLoader draws a seed, which must not shift the global RNG (dropout).
-        loader = DataLoader(
-            self.train_set,
-            batch_sampler=sampler,
-            pin_memory=acc.device.type == "cuda",
-            generator=torch.Generator().manual_seed(config.seed),
-        )
-        batches = iter(loader)
-        images_per_step = config.batch_size * accumulation * acc.num_processes
-        if acc.is_main_process:
-            num_params = sum(p.numel() for p in self.prior.parameters())
-            self._print(
-                f"Training {config.model_name} ({type(self.prior).__name__}, {num_params:,} parameters) on "
-                f"{config.dataset}{' (binarized)' if config.binarize else ''}: {len(self.train_set)} train / "
-                f"{len(self.test_set)} test images, {config.max_steps} steps of {config.batch_size} x "
-                f"{accumulation} micro-batch(es) x {acc.num_processes} process(es) = {images_per_step} images."
-            )
-
-        self.objective.train()
-        start, first_step = time.perf_counter(), step
-        smoothed = None
-        bar = tqdm(
-            total=config.max_steps, initial=step, desc="train", unit="step", disable=not acc.is_local_main_process
-        )
-        try:
-            while step < config.max_steps:
-                losses = []
-                for micro in range(accumulation):
-                    batch = next(batches)
-                    x = batch["x"].to(acc.device, non_blocking=True)
-                    labels = batch["class_labels"].to(acc.device) if conditional else None
-                    sync = acc.no_sync(self.objective) if micro < accumulation - 1 else nullcontext()
-                    if config.compile:
-                        # A new step for CUDA graphs (reduce-overhead, max-autotune); a no-op otherwise.
-                        torch.compiler.cudagraph_mark_step_begin()
-                    with sync:
-                        loss = self.objective(x, labels)  # () bits/dim
-                        acc.backward(loss / accumulation)
-                    # A copy: a CUDA graph's output is overwritten by the next micro-batch's replay.
-                    losses.append(loss.detach().to(torch.float32, copy=True))
-                step_losses = acc.gather(torch.stack(losses)[None])  # (processes, accumulation): every rank agrees
-                finite = bool(torch.isfinite(step_losses).all())
-                if finite:
-                    if config.max_grad_norm is not None:
-                        acc.clip_grad_norm_(self.objective.parameters(), config.max_grad_norm)
-                    optimizer.step()
-                    if self.ema is not None:
-                        self.ema.update(self.prior)
-                optimizer.zero_grad(set_to_none=True)
-                lr = scheduler.get_last_lr()[0]
-                scheduler.step()
-                step += 1
-                if not finite:
-                    self.nonfinite_steps += 1
-                    bad = step_losses.flatten().tolist()
-                    if not config.skip_nonfinite:
-                        last = latest_checkpoint(out)
-                        raise NonFiniteLossError(
-                            f"Non-finite training loss at step {step} (losses {bad}); stopped without taking that "
-                            f"step. The last good checkpoint is {last or 'none (no --checkpointing_steps)'}: resume "
-                            "it with --resume_from_checkpoint latest and a lower --learning_rate or a "
-                            "--max_grad_norm, or pass --skip_nonfinite to skip such steps."
-                        )
-                    self._print(f"Skipped step {step}: non-finite loss {bad} ({self.nonfinite_steps} so far).")
-                loss_value = step_losses.mean().item() if finite else math.nan
-                if finite:
-                    smoothed = loss_value if smoothed is None else 0.98 * smoothed + 0.02 * loss_value
-                rate = (step - first_step) * images_per_step / (time.perf_counter() - start)
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{loss_value:.4f}", bpd=f"{smoothed:.4f}" if smoothed else "nan", img_s=f"{rate:.0f}"
-                )
-                if step % config.log_steps == 0 or not finite:
-                    logger.log(
-                        {
-                            "train/loss": loss_value,
-                            "train/lr": lr,
-                            "train/images_per_s": rate,
-                            "train/nonfinite_steps": self.nonfinite_steps,
-                        },
-                        step,
-                    )
-                if config.eval_steps and step % config.eval_steps == 0 and step < config.max_steps:
-                    test_bpd = self.evaluate(self.test_set)
-                    logger.log({"test/bits_per_dim": test_bpd}, step)
-                    if acc.is_local_main_process:
-                        bar.write(f"step {step}: test bits/dim {test_bpd:.4f}")
-                if config.sample_steps and step % config.sample_steps == 0:
-                    self.save_samples(step)
-                if config.checkpointing_steps and step % config.checkpointing_steps == 0:
-                    self.save_checkpoint(step)
-        finally:
-            bar.close()
-        seconds = time.perf_counter() - start
-
-        train_bpd = self.evaluate(self.train_set)
-        test_bpd = self.evaluate(self.test_set)
-        logger.log({"train/bits_per_dim": train_bpd, "test/bits_per_dim": test_bpd}, step)
-        prior = self.prior
-        num_dims = prior.in_channels * prior.grid_size[0] * prior.grid_size[1]
-        binary = prior.num_values == 2
-        result = TrainResult(
-            steps=step,
-            train_bits_per_dim=train_bpd,
-            test_bits_per_dim=test_bpd,
-            train_nll_nats=nats_per_image(train_bpd, num_dims) if binary else None,
-            test_nll_nats=nats_per_image(test_bpd, num_dims) if binary else None,
-            seconds=seconds,
-            output_dir=out,
-            nonfinite_steps=self.nonfinite_steps,
-            resumed_from=resume,
-            images_per_second=(step - first_step) * images_per_step / seconds if step > first_step else None,
-        )
-
-        with self._averaged_weights():
-            full = self._full_prior()
-            if full is not None:
-                pipeline = self._pipeline(full)
-                pipeline.save_pretrained(out)
-                with open(os.path.join(out, RESULTS_FILE), "w") as f:
-                    json.dump({**asdict(result), "config": asdict(config)}, f, indent=2)
-                self._print(format_result(result))
-                weights = "EMA weights" if self.ema is not None else "weights"
-                self._print(f"Saved the pipeline ({weights}) to {out} ({type(pipeline).__name__}.from_pretrained).")
-        acc.wait_for_everyone()
-        logger.close()
-        return result
+        self.nonfinite_steps = state.nonfinite_steps
+        return state.step
 
 
 def train(config: TrainConfig) -> TrainResult:
