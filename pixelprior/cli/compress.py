@@ -10,8 +10,8 @@ from .arguments import positive_int
 from .grids import add_grid_arguments, load_grids, load_prior
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    """Add the ``compress`` subcommand to ``commands``."""
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``compress`` subcommand to ``commands``; returns its parser."""
     compress = commands.add_parser(
         "compress",
         help="compress images losslessly with a saved prior",
@@ -25,6 +25,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     compress.add_argument("--no_cache", action="store_true", help="use the plain reference loop (slow)")
     compress.add_argument("--force", action="store_true", help="overwrite --output if it exists")
     compress.set_defaults(handler=run)
+    return compress
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

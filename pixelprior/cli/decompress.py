@@ -8,8 +8,8 @@ import os
 from .grids import load_prior
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    """Add the ``decompress`` subcommand to ``commands``."""
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``decompress`` subcommand to ``commands``; returns its parser."""
     decompress = commands.add_parser(
         "decompress",
         help="decompress a stream of `pixelprior compress` into PNGs",
@@ -21,6 +21,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     decompress.add_argument("file", metavar="FILE", help="the stream written by `pixelprior compress`")
     decompress.add_argument("--force", action="store_true", help="overwrite PNGs that exist in --output_dir")
     decompress.set_defaults(handler=run)
+    return decompress
 
 
 def _check_names(names: tuple[str, ...] | None, count: int) -> tuple[str, ...]:

@@ -12,8 +12,8 @@ from .arguments import positive_float, positive_int
 from .grids import add_grid_arguments, load_grids, load_prior
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    """Add the ``score`` subcommand to ``commands``."""
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``score`` subcommand to ``commands``; returns its parser."""
     score = commands.add_parser(
         "score",
         help="score images with a saved prior: bits/dim, heatmaps, out-of-distribution scores",
@@ -35,6 +35,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     score.add_argument("--background", default=None, help="a background prior's pipeline folder (likelihood ratio)")
     score.add_argument("--batch_size", type=positive_int, default=256, help="images per forward (default: 256)")
     score.set_defaults(handler=run)
+    return score
 
 
 FIELDS = ("name", "bits_per_dim", "nats", "png_bits_per_dim", "input_complexity")
