@@ -28,8 +28,8 @@ import constriction
 import numpy as np
 import torch
 
-from ..data.codes import vqvae_identity
 from ..sampling import raster_loop
+from ..vqmodel import vqvae_identity
 from .container import Conditions, StreamHeader, pack, unpack
 
 if TYPE_CHECKING:
