@@ -25,10 +25,17 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    import os
+
     from ..data.codes import encode_to_file
+    from ..training.run_folder import check_writable_file
 
     if not args.output.endswith(".safetensors"):
         parser.error(f"argument --output: expected a .safetensors file name, got {args.output!r}")
+    local = os.path.exists(os.path.expanduser(args.vqvae)) or args.vqvae.startswith((".", "/", "~"))
+    if (local or args.vqvae.count("/") != 1) and not os.path.isdir(os.path.expanduser(args.vqvae)):
+        parser.error(f"argument --vqvae: expected a VQModel or pipeline folder, or a Hub id, got {args.vqvae!r}")
+    check_writable_file(args.output, "--output")  # before encoding, not after
     meta = encode_to_file(args.vqvae, args.dataset, args.output, batch_size=args.batch_size, device=args.device)
     print(
         f"Wrote {args.output}: {meta['splits']} of {meta['dataset']} as {meta['latent_size']} grids of "

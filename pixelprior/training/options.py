@@ -59,6 +59,16 @@ def in_range(low: float, high: float, *, low_open: bool = False, high_open: bool
 
 
 @dataclass(frozen=True)
+class Alias:
+    """Another flag for an option, whose text ``convert`` turns into the option's value (another project's flag
+    with its own meaning, e.g. diffusers' ``--dataset_name NAME`` for ``--dataset hf:NAME``)."""
+
+    flag: str
+    convert: Callable[[str], Any]
+    help: str
+
+
+@dataclass(frozen=True)
 class OptionInfo:
     """The metadata of one option (see :func:`option`)."""
 
@@ -66,7 +76,7 @@ class OptionInfo:
     group: str
     check: Check | None = None
     choices: tuple[str, ...] | None = None
-    aliases: tuple[str, ...] = ()
+    aliases: tuple[str | Alias, ...] = ()
     resume: str = "match"
 
 
@@ -80,7 +90,7 @@ def option(
     group: str,
     check: Check | None = None,
     choices: Sequence[str] | None = None,
-    aliases: Sequence[str] = (),
+    aliases: Sequence[str | Alias] = (),
     resume: str = "match",
     default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
 ) -> Any:
@@ -92,7 +102,8 @@ def option(
         group: the ``--help`` section the flag is listed in.
         check: a range check of the value (the type comes from the annotation).
         choices: the allowed values of a ``str`` option.
-        aliases: more flag names, e.g. ``("--train_batch_size",)`` (diffusers' name) for ``batch_size``.
+        aliases: more flag names, e.g. ``("--train_batch_size",)`` (diffusers' name) for ``batch_size``; an
+            :class:`Alias` converts its text first.
         resume: ``"match"`` when a resumed run must have the checkpoint's value (it shapes the trained weights or
             the reported figures), ``"free"`` when it cannot change them (where logs and checkpoints go, how often).
         default_factory: as in :func:`dataclasses.field`, for mutable defaults.
