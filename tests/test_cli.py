@@ -350,3 +350,11 @@ def test_diffusers_flag_names_are_aliases(tmp_path):
     assert TrainConfig(model="pixelcnn_mnist", output_dir="o").total_steps(100) == 1000
     with pytest.raises(SystemExit):
         config_from_args(parser.parse_args([*argv, "--num_epochs", "3", "--max_steps", "5"]), parser)
+
+
+def test_a_library_message_on_several_lines_is_printed_on_one():
+    from pixelprior.cli import one_line
+
+    assert one_line(OSError("We couldn't connect to the Hub.\n\n  Check your connection.\n")) == (
+        "We couldn't connect to the Hub. Check your connection."
+    )

@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (a library's message may span several, as huggingface_hub's do)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pixelprior`` console script; returns the exit status."""
     parser = build_parser()
@@ -51,10 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = args.handler(args, command_parser)
     except ValueError as error:
         # Boundary checks raise ValueError with what was expected and what was got: show it as a usage error.
-        print(f"pixelprior {args.command}: error: {error}", file=sys.stderr)
+        print(f"pixelprior {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
     except OSError as error:  # a write that failed during the work (a full disk): one line naming the path
-        print(f"pixelprior {args.command}: error: {error}", file=sys.stderr)
+        print(f"pixelprior {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 1
     return status or 0
 
