@@ -78,6 +78,7 @@ class OptionInfo:
     choices: tuple[str, ...] | None = None
     aliases: tuple[str | Alias, ...] = ()
     resume: str = "match"
+    secret: bool = False
 
 
 RESUME_RULES = ("match", "free")
@@ -92,6 +93,7 @@ def option(
     choices: Sequence[str] | None = None,
     aliases: Sequence[str | Alias] = (),
     resume: str = "match",
+    secret: bool = False,
     default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
 ) -> Any:
     """A dataclass field that is an option: its value is checked, and it is the command-line flag ``--NAME``.
@@ -106,11 +108,16 @@ def option(
             :class:`Alias` converts its text first.
         resume: ``"match"`` when a resumed run must have the checkpoint's value (it shapes the trained weights or
             the reported figures), ``"free"`` when it cannot change them (where logs and checkpoints go, how often).
+        secret: never recorded (a token): :func:`options_as_json` leaves it out of checkpoints, logs and results,
+            and a resume does not compare it.
         default_factory: as in :func:`dataclasses.field`, for mutable defaults.
     """
     if resume not in RESUME_RULES:
         raise ValueError(f"Expected resume to be one of {list(RESUME_RULES)}, got {resume!r}.")
-    info = OptionInfo(help, group, check, tuple(choices) if choices is not None else None, tuple(aliases), resume)
+    if secret:
+        resume = "free"
+    choices = tuple(choices) if choices is not None else None
+    info = OptionInfo(help, group, check, choices, tuple(aliases), resume, secret)
     return dataclasses.field(default=default, default_factory=default_factory, metadata={_META: info})
 
 
@@ -184,8 +191,10 @@ def check_options(instance: Any) -> None:
 
 
 def options_as_json(instance: Any) -> dict[str, Any]:
-    """The options of a dataclass instance as plain JSON values (tuples become lists), to record or compare."""
-    return json.loads(json.dumps(dataclasses.asdict(instance)))
+    """The options of a dataclass instance as plain JSON values (tuples become lists), to record or compare;
+    ``secret`` options are left out."""
+    values = json.loads(json.dumps(dataclasses.asdict(instance)))
+    return {f.name: values[f.name] for f in dataclasses.fields(instance) if not option_info(f).secret}
 
 
 def describe_options(cls: type) -> str:
