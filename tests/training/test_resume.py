@@ -97,6 +97,7 @@ def test_a_payload_in_any_checkpoint_file_never_runs(straight, tmp_path, name, r
         (MODEL_FILE, "missing", True),
         (MODEL_FILE, "truncated", True),
         (TRAINER_STATE_FILE, "missing", True),
+        (TRAINER_STATE_FILE, "legacy", True),  # an older pixelprior's: the step, no configuration to check
     ],
 )
 def test_a_damaged_state_file_stops_the_resume_naming_it(straight, tmp_path, name, damage, fatal):
@@ -106,6 +107,8 @@ def test_a_damaged_state_file_stops_the_resume_naming_it(straight, tmp_path, nam
         path.unlink()
     elif damage == "garbage":
         path.write_bytes(b"not a torch file at all")
+    elif damage == "legacy":
+        path.write_text(json.dumps({"step": 1, "nonfinite_steps": 0}))
     else:
         path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
     with pytest.raises(ValueError, match=f"Cannot resume .*{name}") as refused:
