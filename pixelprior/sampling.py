@@ -37,10 +37,10 @@ from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
 import torch
-from tqdm.auto import tqdm
 
 from .distributions.base import Generator, Likelihood, uniform
 from .nn.stepping import as_index, pick
+from .progress import progress_bar
 
 # draw(params, values, channels, i, j): the values of ``channels`` at position (i, j) given the network's parameters
 # there, params ``(B, num_params)``, and the position's values so far, values ``(B, C)`` long -> ``(B, len(channels))``
@@ -113,6 +113,27 @@ def check_temperature(temperature: Any) -> float:
     return float(temperature)
 
 
+def check_compile(compile: Any, use_cache: bool, cuda_graphs: Any, device: torch.device) -> None:
+    """Raise a ``ValueError`` unless ``compile`` is a bool or a dict of ``torch.compile`` options that goes with
+    ``use_cache`` and ``cuda_graphs`` (a bool; True only with ``compile`` and a model on a CUDA device)."""
+    if not isinstance(compile, (bool, dict)):
+        raise ValueError(f"Expected compile to be a bool or a dict of torch.compile options, got {compile!r}.")
+    if compile is not False and not use_cache:
+        raise ValueError("Expected use_cache=True with compile: the compiled step is the cached one.")
+    if isinstance(compile, dict) and "reduce-overhead" in str(compile.get("mode", "")):
+        # Inductor's CUDA graphs skip a graph that writes to its inputs, and every step writes to its caches.
+        raise ValueError(
+            "Expected cuda_graphs=True for CUDA graphs, got compile with mode 'reduce-overhead' (inductor does not "
+            "capture the sampling step, which writes its caches in place)."
+        )
+    if not isinstance(cuda_graphs, bool):
+        raise ValueError(f"Expected cuda_graphs to be a bool, got {cuda_graphs!r}.")
+    if cuda_graphs and compile is False:
+        raise ValueError("Expected compile=True with cuda_graphs=True: the graphs replay the compiled step.")
+    if cuda_graphs and device.type != "cuda":
+        raise ValueError(f"Expected a model on a CUDA device with cuda_graphs=True, got one on {device.type}.")
+
+
 def check_generator(generator: Any) -> None:
     """A ``ValueError`` unless ``generator`` is ``None``, a ``torch.Generator`` or a non-empty list of them."""
     if generator is None or isinstance(generator, torch.Generator):
@@ -162,20 +183,19 @@ def sample(
     generator: Generator = None,
     use_cache: bool = True,
     compile: bool | dict[str, Any] = False,
+    cuda_graphs: bool = False,
     progress: bool = False,
     row_callback: RowCallback | None = None,
 ) -> torch.Tensor:
     """Sample ``(B, C, H, W)`` grids from ``model``; see :meth:`AutoregressivePrior.sample` for the arguments.
 
-    ``compile`` may also be a dict of ``torch.compile`` options (``{"mode": "reduce-overhead"}``, a ``backend``).
-    ``row_callback(i, x)``, if given, is called once each row ``i`` is complete with the grid drawn so far.
+    ``compile`` may also be a dict of ``torch.compile`` options (a ``backend``, a ``mode`` other than
+    ``"reduce-overhead"``: CUDA graphs are ``cuda_graphs=True``). ``row_callback(i, x)``, if given, is called once
+    each row ``i`` is complete with the grid drawn so far.
     """
     temperature = check_temperature(temperature)
     check_generator(generator)
-    if not isinstance(compile, (bool, dict)):
-        raise ValueError(f"Expected compile to be a bool or a dict of torch.compile options, got {compile!r}.")
-    if compile is not False and not use_cache:
-        raise ValueError("Expected use_cache=True with compile: the compiled step is the cached one.")
+    check_compile(compile, use_cache, cuda_graphs, model.device)
     batch_size = _infer_batch_size(
         batch_size,
         class_labels=class_labels if not isinstance(class_labels, int) else None,
@@ -190,7 +210,8 @@ def sample(
         with _eval_mode(model):
             cache = model.init_cache(batch_size, class_labels, cond)
             steps = compiled_steps(model, {} if compile is True else compile, cache)
-            return steps.run(model, cache, x, known_mask, temperature, generator, progress, row_callback)
+            capture = capture_cuda_graph if cuda_graphs else None
+            return steps.run(model, cache, x, known_mask, temperature, generator, progress, row_callback, capture)
 
     def draw(params: torch.Tensor, values: torch.Tensor, channels: tuple[int, ...], i: int, j: int) -> torch.Tensor:
         return model.distribution.sample(params, values, channels, temperature, generator)
@@ -289,7 +310,7 @@ def _visit(
     """The raster order every loop runs: rows, positions, channel steps; the parameters' finiteness read back once a
     row (then a ``ValueError`` naming the first bad step); the progress bar and the row callback."""
     (H, W) = grid
-    bar = tqdm(total=H * W, desc="sampling", disable=not progress, leave=False)
+    bar = progress_bar(total=H * W, desc="sampling", disable=not progress, leave=False)
     for i in range(H):
         begin_row(i)
         flags, where = [], []
@@ -356,10 +377,10 @@ def _position_step(
     cache: Any,
     x: torch.Tensor,
     known_mask: torch.Tensor,
+    temperature: torch.Tensor,
     i: torch.Tensor,
     j: torch.Tensor,
     u: torch.Tensor,
-    temperature: torch.Tensor,
 ) -> torch.Tensor:
     """One channel step at ``(i, j)`` (0-d tensors): the model's step, the finiteness of the parameters it draws
     from (maps ``drawn[0] .. drawn[1] - 1``), the draw from the uniforms ``u`` and the known values; the commit of the
@@ -401,7 +422,59 @@ def _own_code(fn: Callable[..., Any]) -> Callable[..., Any]:
 # cpp_wrapper makes the graph's wrapper C++ (no Python per kernel); its kernels run on one thread (an OpenMP region
 # per tiny kernel costs more than it saves; the convolutions and matrix products inside keep torch's threads); the
 # static shapes make inductor's size asserts redundant (a graph's inputs are the caches init_cache allocated).
+# On a GPU only the last applies (the launches' overhead is what cuda_graphs=True removes).
 INDUCTOR_OPTIONS: dict[str, Any] = {"cpp_wrapper": True, "cpp.threads": 1, "size_asserts": False}
+INDUCTOR_GPU_OPTIONS: dict[str, Any] = {"size_asserts": False}
+
+# capture(fn, args) -> replay: ``fn(*args)`` recorded once, ``replay()`` runs the recording and returns its output.
+Capture = Callable[[Callable[..., Any], tuple[Any, ...]], Callable[[], Any]]
+
+
+def capture_cuda_graph(fn: Callable[..., Any], args: tuple[Any, ...]) -> Callable[[], Any]:
+    """``fn(*args)`` captured into a ``torch.cuda.CUDAGraph`` (a :data:`Capture`): capturing runs nothing, and each
+    replay runs its kernels on the tensors ``args`` held at capture and returns the same output tensor."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn(*args)
+
+    def replay() -> Any:
+        graph.replay()
+        return out
+
+    return replay
+
+
+class GraphedStep:
+    """A compiled step replayed from a CUDA graph (``sample(..., cuda_graphs=True)``): a step is a few hundred small
+    kernels, whose launches take more time on a GPU than their work; a graph launches them at once.
+
+    The first call runs ``fn`` (compiling it if it is not yet, and taking the step), then captures it on static
+    copies of ``inputs``, what changes between calls (the position, the uniforms); a later call copies its inputs into
+    those and replays. ``fixed`` (the model, the cache, the grid, the temperature) must be the same objects at every
+    call: one instance serves one run of :meth:`CompiledSteps.run`, whose steps write the caches in place (they never
+    rebind a cache's tensors: a test checks it).
+
+    Args:
+        fn: the compiled step.
+        capture: :func:`capture_cuda_graph`, or another :data:`Capture` (a test's calls ``fn`` again).
+    """
+
+    def __init__(self, fn: Callable[..., Any], capture: Capture) -> None:
+        self.fn, self.capture = fn, capture
+        self.replay: Callable[[], Any] | None = None
+        self.inputs: list[torch.Tensor] = []
+
+    def __call__(self, fixed: tuple[Any, ...], inputs: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
+        if self.replay is None:
+            out = self.fn(*fixed, *inputs)
+            self.inputs = [t.clone() for t in inputs]
+            self.replay = self.capture(self.fn, (*fixed, *self.inputs))
+            return out
+        for static, t in zip(self.inputs, inputs, strict=True):
+            static.copy_(t)
+        out = self.replay()
+        # The graph's output is one tensor, rewritten by every replay; the loop reads a row's flags after the row.
+        return None if out is None else out.clone()
 
 
 class CompiledSteps:
@@ -423,13 +496,15 @@ class CompiledSteps:
             steps uncompiled, with tensor positions).
     """
 
-    def __init__(self, options: dict[str, Any], compiler: Callable[..., Any] = torch.compile) -> None:
+    def __init__(
+        self, options: dict[str, Any], compiler: Callable[..., Any] = torch.compile, device: str = "cpu"
+    ) -> None:
         self.compiler = compiler
         self.options = {"fullgraph": True, **options}
         inductor = self.options.get("backend", "inductor") == "inductor"
         if "mode" not in self.options:  # torch.compile takes a mode or options, not both
             defaults = {
-                **(INDUCTOR_OPTIONS if inductor else {}),
+                **((INDUCTOR_OPTIONS if device == "cpu" else INDUCTOR_GPU_OPTIONS) if inductor else {}),
                 "guard_filter_fn": torch.compiler.skip_all_guards_unsafe,
             }
             self.options["options"] = {**defaults, **self.options.get("options", {})}
@@ -465,9 +540,11 @@ class CompiledSteps:
         generator: Generator,
         progress: bool,
         row_callback: RowCallback | None,
+        capture: Capture | None = None,
     ) -> torch.Tensor:
         """The raster loop of :func:`sample` over the compiled steps, on checked inputs (``x`` filled in place) and
-        the fresh ``cache`` of ``model.init_cache`` (of the structure these steps were made for)."""
+        the fresh ``cache`` of ``model.init_cache`` (of the structure these steps were made for); with ``capture``
+        (:func:`capture_cuda_graph`), each step replayed from a graph captured in this run (:class:`GraphedStep`)."""
         dist, steps = model.distribution, model.distribution.channel_steps
         (H, W), B, device, dtype = model.grid_size, x.shape[0], x.device, model.dtype
         known, draws = known_steps(known_mask, steps), [dist.uniform_count(c) for c in steps]
@@ -476,17 +553,27 @@ class CompiledSteps:
         variants = [[model.step_variant(i, j) for j in range(W)] for i in range(H)]
         unused = [torch.zeros(B, n, device=device, dtype=dtype) for n in draws]  # a known step draws nothing
         temperature_t = torch.tensor(temperature, device=device, dtype=dtype)
+        graphs: dict[Hashable, GraphedStep] = {}
+
+        def call(
+            key: Hashable, fn: Callable[..., Any], fixed: tuple[Any, ...], inputs: tuple[torch.Tensor, ...]
+        ) -> Any:
+            if capture is None:
+                return fn(*fixed, *inputs)
+            if key not in graphs:
+                graphs[key] = GraphedStep(fn, capture)
+            return graphs[key](fixed, inputs)
 
         def begin_row(i: int) -> None:
             if i > 0:
                 variant = model.row_variant(i - 1)
-                self.row(variant)(model, variant, cache, rows[i - 1])
+                call(("row", variant), self.row(variant), (model, variant, cache), (rows[i - 1],))
 
         def step(i: int, j: int, k: int) -> torch.Tensor | None:
             variant, drawing = variants[i][j], not known[k][i][j]
             u = uniform((B, draws[k]), generator, device, dtype) if drawing else unused[k]
-            static = (model, k, variant, k == len(steps) - 1, spans[k])
-            finite = self.step(k, variant)(*static, cache, x, known_mask, rows[i], cols[j], u, temperature_t)
+            fixed = (model, k, variant, k == len(steps) - 1, spans[k], cache, x, known_mask, temperature_t)
+            finite = call((k, variant), self.step(k, variant), fixed, (rows[i], cols[j], u))
             return finite if drawing else None
 
         return _visit(model.grid_size, len(steps), step, begin_row, steps, x, progress, row_callback)
@@ -511,7 +598,7 @@ def compiled_steps(model: Prior, options: dict[str, Any], cache: Any) -> Compile
     per_model = _COMPILED.setdefault(model, {})
     key = (repr(sorted(options.items())), structure((model.dtype, model.device, cache)))
     if key not in per_model:
-        per_model[key] = CompiledSteps(options)
+        per_model[key] = CompiledSteps(options, device=model.device.type)
     return per_model[key]
 
 

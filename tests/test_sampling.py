@@ -10,7 +10,7 @@ import torch
 from torch._C._dynamo.eval_frame import _debug_get_cache_entry_list
 
 from pixelprior.sampling import _COMPILED as COMPILED_STEPS
-from pixelprior.sampling import CompiledSteps, drawn_params, raster_loop, sample
+from pixelprior.sampling import CompiledSteps, GraphedStep, drawn_params, raster_loop, sample, structure
 from tests.conftest import PRIOR_NAMES, conditioning, random_x, tiny_prior
 
 COND = {"num_classes": 3, "cond_channels": 2}
@@ -333,3 +333,66 @@ def test_compile_arguments():
         model.sample(1, use_cache=False, compile=True)
     with pytest.raises(ValueError, match="compile"):
         model.sample(1, compile="inductor")
+    with pytest.raises(ValueError, match="cuda_graphs=True for CUDA graphs"):
+        model.sample(1, compile={"mode": "reduce-overhead"})
+    with pytest.raises(ValueError, match="cuda_graphs to be a bool"):
+        model.sample(1, compile=True, cuda_graphs="yes")
+    with pytest.raises(ValueError, match="compile=True with cuda_graphs"):
+        model.sample(1, cuda_graphs=True)
+    with pytest.raises(ValueError, match="CUDA device with cuda_graphs=True, got one on cpu"):
+        model.sample(1, compile=True, cuda_graphs=True)
+
+
+def _tensors(obj, seen=None):
+    """Every tensor reachable from a cache (dataclasses, objects, lists, tuples), once each."""
+    seen = {} if seen is None else seen
+    if isinstance(obj, torch.Tensor):
+        seen.setdefault(id(obj), obj)
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            _tensors(item, seen)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, (torch.nn.Module, type)):
+        for item in vars(obj).values():
+            _tensors(item, seen)
+    return seen
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_graphed_steps_replay_on_static_inputs(name):
+    """``cuda_graphs=True``'s loop on the CPU, with a capture that replays by calling the step again on the inputs it
+    was captured with: the position and uniforms copied into static tensors, the flags cloned, the samples those of
+    the eager cached loop (float64, with a completion). A CUDA graph replays on the tensors it captured, so the steps
+    must write the cache in place: the same tensors, at the same addresses, and the same Python values (a replay runs
+    no Python), before and after a run."""
+    model = tiny_prior(name, num_layers=1)
+    labels, cond = model.check_conditioning(2, **conditioning(model, 2))
+    mask = torch.rand((2, model.in_channels, *model.grid_size), generator=seeded(2)) < 0.3
+    known = random_x(model, 2, seed=1)
+    eager = model.sample(class_labels=labels, cond=cond, known=known, known_mask=mask, generator=seeded(3))
+    captured = []
+
+    def capture(fn, args):
+        captured.append(fn)
+        return lambda: fn(*args)
+
+    cache = model.init_cache(2, labels, cond)
+    before = {k: (t.data_ptr(), t.shape) for k, t in _tensors(cache).items()}, structure(cache)
+    with torch.no_grad():
+        out = CompiledSteps({}, compiler=uncompiled).run(
+            model, cache, torch.where(mask, known, 0), mask, 1.0, seeded(3), False, None, capture
+        )
+    assert torch.equal(out, eager)
+    assert captured and ({k: (t.data_ptr(), t.shape) for k, t in _tensors(cache).items()}, structure(cache)) == before
+
+
+def test_graphed_step_copies_inputs_and_clones_outputs():
+    calls = []
+
+    def fn(scale, i):
+        calls.append(int(i))
+        return i * scale
+
+    replays = []
+    step = GraphedStep(fn, lambda f, args: replays.append(args) or (lambda: f(*args)))
+    outs = [step((torch.tensor(2),), (torch.tensor(v),)) for v in (1, 5, 7)]
+    assert [int(o) for o in outs] == [2, 10, 14] and calls == [1, 5, 7] and len(replays) == 1

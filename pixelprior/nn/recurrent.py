@@ -193,9 +193,10 @@ class RowLSTMStep:
 
     def commit_row(self, i: Index, context: PaddedMap | None = None) -> None:
         """Row ``i`` is final: its states feed row ``i + 1`` (``context`` is not read: the Row LSTM has none)."""
-        # Swapped, not copied: every column of the new current row is written before it is read.
-        self.h_prev, self.h, self.c_prev, self.c = self.h, self.h_prev, self.c, self.c_prev
-        self.recurrent = F.conv1d(self.h_prev, self.state_weight, padding=self.padding)
+        # Copied, not swapped or rebound: a CUDA graph of the step replays on the tensors it was captured with.
+        self.h_prev.copy_(self.h)
+        self.c_prev.copy_(self.c)
+        self.recurrent.copy_(F.conv1d(self.h_prev, self.state_weight, padding=self.padding))
 
     def __call__(self, x: torch.Tensor, i: Index, j: Index) -> torch.Tensor:
         """Hidden state at ``(i, j)`` from the layer input ``x`` there.
@@ -413,15 +414,16 @@ class DiagonalBiLSTMStep:
     def commit_row(self, i: Index, context: PaddedMap | None = None) -> None:
         """Row ``i`` is final: the right-to-left scan over it, read by row ``i + 1``; ``context`` holds row ``i``."""
         self.lstm._check_context(context)
-        above = self.right  # right-to-left states of rows i and i - 1 (zero above the first row)
-        self.right = torch.zeros_like(above)
+        # Row i's states replace row i - 1's in place (a CUDA graph of the step replays on the tensors it was
+        # captured with): column j of row i - 1 is read just before column j of row i is written over it.
+        states = self.right  # (b, u, w): the right-to-left states of row i - 1 (zero above the first row), then i
         h = c = self.zero
         for j in reversed(range(self.inputs.size[1])):
             gates = self.right_is.point(self.inputs.at(i, j)) + bias_at(self.right_bias, i, j)
             if context is not None:
                 gates = gates + F.linear(context.at(i, j), self.context_weight)
-            h, c = _cell(gates, above[:, :, j], h, c, self.right_ss)  # up, then the state right of j
-            self.right[:, :, j] = h
+            h, c = _cell(gates, states[:, :, j], h, c, self.right_ss)  # up, then the state right of j
+            states[:, :, j] = h
 
     def __call__(self, x: torch.Tensor, i: Index, j: Index) -> torch.Tensor:
         """Output at ``(i, j)`` from the layer input ``x`` there.
