@@ -544,7 +544,8 @@ class CompiledSteps:
     ) -> torch.Tensor:
         """The raster loop of :func:`sample` over the compiled steps, on checked inputs (``x`` filled in place) and
         the fresh ``cache`` of ``model.init_cache`` (of the structure these steps were made for); with ``capture``
-        (:func:`capture_cuda_graph`), each step replayed from a graph captured in this run (:class:`GraphedStep`)."""
+        (:func:`capture_cuda_graph`), each position step replayed from a graph captured in this run
+        (:class:`GraphedStep`)."""
         dist, steps = model.distribution, model.distribution.channel_steps
         (H, W), B, device, dtype = model.grid_size, x.shape[0], x.device, model.dtype
         known, draws = known_steps(known_mask, steps), [dist.uniform_count(c) for c in steps]
@@ -565,9 +566,10 @@ class CompiledSteps:
             return graphs[key](fixed, inputs)
 
         def begin_row(i: int) -> None:
+            # Row commits run as they are, graphs or not: once a row, and a graph of a no-op commit would be empty.
             if i > 0:
                 variant = model.row_variant(i - 1)
-                call(("row", variant), self.row(variant), (model, variant, cache), (rows[i - 1],))
+                self.row(variant)(model, variant, cache, rows[i - 1])
 
         def step(i: int, j: int, k: int) -> torch.Tensor | None:
             variant, drawing = variants[i][j], not known[k][i][j]
