@@ -22,6 +22,9 @@ class MetricsLogger:
         hparams: the run's configuration, recorded by TensorBoard.
         resume_step: a resumed run drops the JSON lines an interrupted run wrote after this step, so the file reads
             as one uninterrupted run.
+
+    ``history`` holds what was logged (main process, every kind), with the kept lines of a resumed JSON-lines file
+    first: the learning curve is drawn from it (:mod:`pixelprior.training.curve`).
     """
 
     def __init__(
@@ -34,6 +37,7 @@ class MetricsLogger:
     ) -> None:
         self.kind, self.accelerator = kind, accelerator
         self.path = os.path.join(output_dir, METRICS_FILE)
+        self.history: list[dict[str, Any]] = []
         if kind == "tensorboard":
             flat = {
                 k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v) for k, v in (hparams or {}).items()
@@ -46,11 +50,14 @@ class MetricsLogger:
                     kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= resume_step]
                 with open(self.path, "w") as f:
                     f.writelines(kept)
+                self.history = [json.loads(line) for line in kept]
         elif kind not in ("jsonl", "none"):
             raise ValueError(f"Expected logger to be one of ['jsonl', 'tensorboard', 'none'], got {kind!r}.")
 
     def log(self, values: dict[str, float], step: int) -> None:
         """Record ``values`` at ``step`` (called on every process; only the main one writes)."""
+        if self.accelerator.is_main_process:
+            self.history.append({"step": step, **values})
         if self.kind == "tensorboard":
             self.accelerator.log(values, step=step)
         elif self.kind == "jsonl" and self.accelerator.is_main_process:

@@ -59,6 +59,16 @@ def in_range(low: float, high: float, *, low_open: bool = False, high_open: bool
 
 
 @dataclass(frozen=True)
+class Alias:
+    """Another flag for an option, whose text ``convert`` turns into the option's value (another project's flag
+    with its own meaning, e.g. diffusers' ``--dataset_name NAME`` for ``--dataset hf:NAME``)."""
+
+    flag: str
+    convert: Callable[[str], Any]
+    help: str
+
+
+@dataclass(frozen=True)
 class OptionInfo:
     """The metadata of one option (see :func:`option`)."""
 
@@ -66,8 +76,9 @@ class OptionInfo:
     group: str
     check: Check | None = None
     choices: tuple[str, ...] | None = None
-    aliases: tuple[str, ...] = ()
+    aliases: tuple[str | Alias, ...] = ()
     resume: str = "match"
+    secret: bool = False
 
 
 RESUME_RULES = ("match", "free")
@@ -80,8 +91,9 @@ def option(
     group: str,
     check: Check | None = None,
     choices: Sequence[str] | None = None,
-    aliases: Sequence[str] = (),
+    aliases: Sequence[str | Alias] = (),
     resume: str = "match",
+    secret: bool = False,
     default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
 ) -> Any:
     """A dataclass field that is an option: its value is checked, and it is the command-line flag ``--NAME``.
@@ -92,14 +104,20 @@ def option(
         group: the ``--help`` section the flag is listed in.
         check: a range check of the value (the type comes from the annotation).
         choices: the allowed values of a ``str`` option.
-        aliases: more flag names, e.g. ``("--train_batch_size",)`` (diffusers' name) for ``batch_size``.
+        aliases: more flag names, e.g. ``("--train_batch_size",)`` (diffusers' name) for ``batch_size``; an
+            :class:`Alias` converts its text first.
         resume: ``"match"`` when a resumed run must have the checkpoint's value (it shapes the trained weights or
             the reported figures), ``"free"`` when it cannot change them (where logs and checkpoints go, how often).
+        secret: never recorded (a token): :func:`options_as_json` leaves it out of checkpoints, logs and results,
+            and a resume does not compare it.
         default_factory: as in :func:`dataclasses.field`, for mutable defaults.
     """
     if resume not in RESUME_RULES:
         raise ValueError(f"Expected resume to be one of {list(RESUME_RULES)}, got {resume!r}.")
-    info = OptionInfo(help, group, check, tuple(choices) if choices is not None else None, tuple(aliases), resume)
+    if secret:
+        resume = "free"
+    choices = tuple(choices) if choices is not None else None
+    info = OptionInfo(help, group, check, choices, tuple(aliases), resume, secret)
     return dataclasses.field(default=default, default_factory=default_factory, metadata={_META: info})
 
 
@@ -173,8 +191,10 @@ def check_options(instance: Any) -> None:
 
 
 def options_as_json(instance: Any) -> dict[str, Any]:
-    """The options of a dataclass instance as plain JSON values (tuples become lists), to record or compare."""
-    return json.loads(json.dumps(dataclasses.asdict(instance)))
+    """The options of a dataclass instance as plain JSON values (tuples become lists), to record or compare;
+    ``secret`` options are left out."""
+    values = json.loads(json.dumps(dataclasses.asdict(instance)))
+    return {f.name: values[f.name] for f in dataclasses.fields(instance) if not option_info(f).secret}
 
 
 def describe_options(cls: type) -> str:

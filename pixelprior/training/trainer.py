@@ -20,6 +20,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
@@ -33,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from ..data import GridDataset, load_dataset, parse_dataset
+from ..data import ColorPalette, GridDataset, load_dataset, parse_dataset
 from ..models import AutoregressivePrior, create_prior
 from .checkpoint import (
     begin_checkpoint,
@@ -49,8 +50,11 @@ from .checkpoint import (
 from .config import TrainConfig
 from .ema import EMA
 from .gradient_checkpointing import enable_gradient_checkpointing
+from .init_from import load_init_pipeline, model_config_file, prior_from_pipeline
 from .loggers import MetricsLogger, check_logger_available
 from .metrics import evaluate, nats_per_image
+from .options import options_as_json
+from .palette import PALETTE_FILE, checkpoint_palette, encode_dataset, fit_palette, is_palette_size, resumed_palette
 from .sampler import ShardedBatchSampler
 from .schedules import lr_factor
 
@@ -109,9 +113,7 @@ def make_optimizer(parameters: Any, learning_rate: float) -> torch.optim.Adam:
 
 
 def _read_model_config(path: str) -> dict[str, Any]:
-    file = os.path.join(path, "config.json") if os.path.isdir(path) else path
-    if not os.path.isfile(file):
-        raise ValueError(f"Expected --model_config to be a JSON file or a folder with a config.json, got {path!r}.")
+    file = model_config_file(path)  # a file, a prior's folder or a run folder
     with open(file) as f:
         try:
             config = json.load(f)
@@ -122,12 +124,15 @@ def _read_model_config(path: str) -> dict[str, Any]:
     return config
 
 
-def build_prior(config: TrainConfig) -> AutoregressivePrior:
+def build_prior(config: TrainConfig, init_pipeline: Any | None = None) -> AutoregressivePrior:
     """The untrained model: ``create_prior(config.model, **config.model_kwargs)``, or the class and arguments of
-    ``config.model_config`` (a saved ``config.json``) overridden by ``config.model_kwargs``.
+    ``config.model_config`` (a saved ``config.json``) overridden by ``config.model_kwargs``; with
+    ``config.init_from``, the trained prior of that pipeline (``init_pipeline``, once loaded; see ``init_from.py``).
 
     Unknown argument names are a ``ValueError`` (the registry's check: ``models.registry.check_arguments``).
     """
+    if config.init_from is not None:
+        return prior_from_pipeline(config, init_pipeline)
     if config.model is not None:
         return create_prior(config.model, **config.model_kwargs)
     from ..models.registry import check_arguments, prior_class
@@ -270,10 +275,14 @@ class Trainer:
         self.accelerator = _make_accelerator(config)
         self.fsdp = self.accelerator.distributed_type == DistributedType.FSDP
         if self.fsdp and config.use_ema:
-            raise ValueError("Expected no --use_ema with FSDP (the EMA keeps full weights), got both.")
+            raise ValueError("Expected --no_use_ema with FSDP (the EMA keeps full weights), got the EMA on.")
         set_seed(config.seed)
         train_set, test_set = load_splits(config)
-        self.prior = build_prior(config)
+        self.init_pipeline = load_init_pipeline(config) if config.init_from is not None else None
+        self.palette = self.make_palette(train_set)  # before the model: the data it sees are the palette's ids
+        if self.palette is not None:
+            train_set, test_set = encode_dataset(self.palette, train_set), encode_dataset(self.palette, test_set)
+        self.prior = build_prior(config, self.init_pipeline)
         check_data_matches_model(self.prior, train_set, config)
         self.train_set = _first(train_set, config.max_train_samples)
         self.test_set = _first(test_set, config.max_eval_samples)
@@ -297,6 +306,8 @@ class Trainer:
         self.smoothed_loss: float | None = None  # the progress bar's running mean of the loss
         self.start_time, self.start_step = 0.0, 0
         self._vqvae = None
+        self.hub_repo: str | None = None  # the full id of the --push_to_hub repository, made in setup()
+        self.last_sample_step: int | None = None  # the step of the last sample grid written
 
     @property
     def images_per_step(self) -> int:
@@ -317,10 +328,14 @@ class Trainer:
     def setup(self) -> None:
         """Everything before step 1: the processes, the output folder, the resumed state, the logs, the data."""
         acc = self.accelerator
+        if self.config.push_to_hub and acc.is_main_process:
+            from .hub import prepare_hub_repo
+
+            self.hub_repo = prepare_hub_repo(self.config)  # a missing token or a refused repository: before step 1
         self.objective, self.optimizer = acc.prepare(self.objective, self.optimizer)
         acc.register_for_checkpointing(self.scheduler)
         if self.config.use_ema:
-            self.ema = EMA(self.prior, self.config.ema_decay)  # initialised from the weights, on their device
+            self.ema = self.new_ema()
         if acc.is_main_process:
             os.makedirs(self.config.output_dir, exist_ok=True)
             remove_leftovers(self.config.output_dir)
@@ -330,7 +345,7 @@ class Trainer:
             self.config.logger,
             self.config.output_dir,
             acc,
-            hparams=asdict(self.config),
+            hparams=options_as_json(self.config),
             resume_step=self.step if self.resumed_from else None,
         )
         self.batches = self.training_batches()
@@ -344,6 +359,54 @@ class Trainer:
             unit="step",
             disable=not acc.is_local_main_process,
         )
+
+    def make_palette(self, train_set: GridDataset) -> ColorPalette | None:
+        """The run's colour palette (``palette.py``): the ``--init_from`` pipeline's, a resumed checkpoint's, or
+        ``--palette``'s (fitted once, on the main process, and shared), or None."""
+        config = self.config
+        if config.palette is not None and self.init_pipeline is not None:
+            has = "its" if getattr(self.init_pipeline, "palette", None) is not None else "no"
+            raise ValueError(
+                f"Expected no --palette with --init_from {config.init_from!r} (the run takes {has} palette from the "
+                f"pipeline), got --palette {config.palette!r}."
+            )
+        if config.palette is not None and parse_dataset(config.dataset).kind == "codes":
+            raise ValueError(
+                f"Expected no --palette for VQ codes {config.dataset!r}, got --palette {config.palette!r}."
+            )
+        if self.init_pipeline is not None:
+            return getattr(self.init_pipeline, "palette", None)
+        checkpoint = resolve_resume(config.output_dir, config.resume_from_checkpoint)
+        if checkpoint is not None:
+            return resumed_palette(config.palette, checkpoint, checkpoint_palette(checkpoint))
+        if config.palette is None:
+            return None
+        acc, fitted = self.accelerator, is_palette_size(config.palette)
+        palette = None
+        if acc.is_main_process or not fitted:
+            palette = fit_palette(config.palette, train_set, config.max_train_samples, config.seed)
+        if fitted and acc.num_processes > 1:  # one fit, the same centres everywhere (float rounding varies by CPU)
+            from accelerate.utils import broadcast
+
+            centers = palette.centers if palette is not None else torch.zeros(int(config.palette), 3)
+            palette = ColorPalette(broadcast(centers.to(acc.device)).cpu(), train_set.num_values)
+        return palette
+
+    def new_ema(self) -> EMA:
+        """The average of the weights, initialised from them (on their device); warns when it would average over
+        more steps than the run has."""
+        config = self.config
+        ema = EMA(
+            self.prior,
+            config.ema_decay,
+            warmup=config.ema_warmup,
+            inv_gamma=config.ema_inv_gamma,
+            power=config.ema_power,
+        )
+        warning = ema.horizon_warning(config.max_steps)
+        if warning is not None and self.accelerator.is_main_process:
+            warnings.warn(warning, UserWarning, stacklevel=2)
+        return ema
 
     def resume(self) -> None:
         """Restore the checkpoint named by ``resume_from_checkpoint``, if any (``self.step`` is then its step)."""
@@ -398,7 +461,7 @@ class Trainer:
                 acc.clip_grad_norm_(self.objective.parameters(), self.config.max_grad_norm)
             self.optimizer.step()
             if self.ema is not None:
-                self.ema.update(self.prior)
+                self.ema.update(self.prior, self.step + 1)  # the step just taken sets the warm-up's decay
         self.optimizer.zero_grad(set_to_none=True)
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
@@ -493,9 +556,47 @@ class Trainer:
         self.logger.log({"train/bits_per_dim": train_bpd, "test/bits_per_dim": test_bpd}, self.step)
         result = self.make_result(train_bpd, test_bpd, seconds)
         self.save_pipeline(result)
+        self.publish_run(result)
         self.accelerator.wait_for_everyone()
         self.logger.close()
         return result
+
+    def publish_run(self, result: TrainResult) -> None:
+        """After the pipeline: the last sample grid, ``logs/curve.png``, the model card and, with ``--push_to_hub``,
+        the upload (``hub.py``)."""
+        from .hub import RunFiles, push_run, training_card, write_card
+
+        config, acc, out = self.config, self.accelerator, self.config.output_dir
+        grid = self.sample_grid_path(self.step)
+        if self.last_sample_step != self.step:
+            self.save_samples(self.step)
+        prior = self._full_prior()  # collective under FSDP
+        if not acc.is_main_process:
+            return
+        curve = self.write_curve()
+        pipeline = self._pipeline(prior)
+        files = RunFiles(
+            components=tuple(name for name, value in pipeline.components.items() if value is not None),
+            sample_grid=os.path.relpath(grid, out),
+            curve=os.path.relpath(curve, out) if curve is not None else None,
+        )
+        card = training_card(config, result, self.images_per_step, (len(self.train_set), len(self.test_set)), files)
+        write_card(out, pipeline, self.hub_repo or out, card)
+        if self.hub_repo is not None:
+            url = push_run(config, self.hub_repo, files, result.steps)
+            self._print(f"Pushed {out} to https://huggingface.co/{self.hub_repo} ({url}).")
+
+    def write_curve(self) -> str | None:
+        """Draw ``logs/curve.png`` from the logged metrics (main process); None when nothing was logged."""
+        from .curve import LearningCurve
+
+        curve = LearningCurve.from_records(self.logger.history)
+        if curve.is_empty():
+            return None
+        weights = "EMA weights" if self.ema is not None else "weights"
+        title = f"{self.config.model_name} on {self.config.dataset}: bits/dim"
+        path = os.path.join(self.config.output_dir, "logs", "curve.png")
+        return curve.plot(path, title, evaluated=weights)
 
     def make_result(self, train_bpd: float, test_bpd: float, seconds: float) -> TrainResult:
         prior = self.prior
@@ -524,7 +625,7 @@ class Trainer:
                 pipeline = self._pipeline(full)
                 pipeline.save_pretrained(out)
                 with open(os.path.join(out, RESULTS_FILE), "w") as f:
-                    json.dump({**asdict(result), "config": asdict(self.config)}, f, indent=2)
+                    json.dump({**asdict(result), "config": options_as_json(self.config)}, f, indent=2)
                 self._print(format_result(result))
                 weights = "EMA weights" if self.ema is not None else "weights"
                 self._print(f"Saved the pipeline ({weights}) to {out} ({type(pipeline).__name__}.from_pretrained).")
@@ -558,7 +659,7 @@ class Trainer:
 
         kind, codes_file = parse_dataset(self.config.dataset)
         if kind != "codes":
-            return PixelPriorPipeline(prior=prior)
+            return PixelPriorPipeline(prior=prior, palette=self.palette)
         from diffusers import VQModel
 
         from ..data.codes import codes_metadata, vqvae_folder
@@ -587,11 +688,14 @@ class Trainer:
         finally:
             self.objective.train()
 
+    def sample_grid_path(self, step: int) -> str:
+        return os.path.join(self.config.output_dir, "samples", f"step-{step}.png")
+
     def save_samples(self, step: int) -> str | None:
         """Write a grid of ``num_sample_images`` samples to ``output_dir/samples/step-STEP.png`` (main process)."""
         from ..pipelines import make_image_grid
 
-        path = os.path.join(self.config.output_dir, "samples", f"step-{step}.png")
+        path = self.sample_grid_path(step)
         with self._averaged_weights():
             prior = self._full_prior()
             if prior is not None:  # the sampler runs the prior in eval mode and restores its mode
@@ -608,6 +712,7 @@ class Trainer:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 make_image_grid(images).save(path)
         self.accelerator.wait_for_everyone()
+        self.last_sample_step = step  # the card reuses the grid of the last step
         return path if self.accelerator.is_main_process else None
 
     def save_checkpoint(self, step: int) -> str:
@@ -623,6 +728,8 @@ class Trainer:
                 from safetensors.torch import save_file
 
                 save_file(self.ema.state_dict(), os.path.join(tmp, EMA_FILE), metadata={"decay": str(self.ema.decay)})
+            if self.palette is not None:  # part of the run: a resume takes it instead of fitting again
+                self.palette.save(os.path.join(tmp, PALETTE_FILE))
             TrainerState(step=step, nonfinite_steps=self.nonfinite_steps).save(tmp)
         acc.wait_for_everyone()
         final = checkpoint_dir(out, step)
