@@ -18,7 +18,7 @@ from pixelprior import create_prior
 from pixelprior.cli import OneLineParser, main
 from pixelprior.cli import train as train_command
 from pixelprior.cli.train import config_from_args
-from pixelprior.pipelines import PixelPriorPipeline
+from pixelprior.pipelines import PixelPriorPipeline, make_image_grid
 from pixelprior.training import TrainConfig
 from pixelprior.training.options import option_info, option_type
 
@@ -127,6 +127,34 @@ def test_sample_class_conditional(tmp_path, capsys):
         assert image.size == (2 * (3 * 30 + 2), 2 * (30 + 2))
     assert main([*base, "--class_labels", "11"]) == 2
     assert "class_labels in [0, 10)" in capsys.readouterr().err
+
+
+def test_sample_one_row_per_class(tmp_path, capsys):
+    torch.manual_seed(0)
+    PixelPriorPipeline(
+        create_prior("pixelcnn_mnist", hidden_channels=8, num_layers=1, sample_size=6, num_classes=3)
+    ).save_pretrained(tmp_path / "pipe")
+    base = ["sample", "--pipeline", str(tmp_path / "pipe"), "--output", str(tmp_path / "rows.png")]
+    assert main([*base, "--per_class", "2", "--seed", "5"]) == 0
+    pipe = PixelPriorPipeline.from_pretrained(tmp_path / "pipe")
+    labels = [0, 0, 1, 1, 2, 2]  # row k: class k
+    expected = pipe(batch_size=6, class_labels=labels, generator=torch.Generator().manual_seed(5), progress=False)
+    with Image.open(tmp_path / "rows.png") as grid:
+        assert grid.size == (2 * 8 + 2, 3 * 8 + 2)  # 2 columns, 3 rows of 6x6 images
+        assert list(grid.getdata()) == list(make_image_grid(expected.images, cols=2).getdata())
+    for flags, message in [
+        (["--per_class", "2", "--batch_size", "4"], "expected no --batch_size with it"),
+        (["--per_class", "2", "--class_labels", "1", "--cols", "2"], "expected no --class_labels or --cols"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*base, *flags])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    PixelPriorPipeline(create_prior("pixelcnn_mnist", hidden_channels=8, num_layers=1, sample_size=6)).save_pretrained(
+        tmp_path / "unconditional"
+    )
+    with pytest.raises(SystemExit):
+        main(["sample", "--pipeline", str(tmp_path / "unconditional"), "--output", "x.png", "--per_class", "2"])
+    assert "expected a class-conditional pipeline" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- flags derived from TrainConfig

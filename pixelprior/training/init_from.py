@@ -51,9 +51,16 @@ def model_config_file(path: str) -> str:
     return path
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal as configurations compare (JSON values: a tuple equals the list it is saved as)."""
-    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
+def _same(key: str, a: Any, b: Any) -> bool:
+    """Equal as configurations compare: JSON values (a tuple equals the list it is saved as), and ``sample_size``
+    ``n`` equal to ``(n, n)`` (DESIGN.md: an int or ``(H, W)``)."""
+
+    def normal(value: Any) -> Any:
+        if key == "sample_size" and isinstance(value, int) and not isinstance(value, bool):
+            value = [value, value]
+        return json.loads(json.dumps(value))
+
+    return normal(a) == normal(b)
 
 
 def check_fine_tuning_kwargs(saved: dict[str, Any], overrides: dict[str, Any], source: str) -> None:
@@ -62,7 +69,7 @@ def check_fine_tuning_kwargs(saved: dict[str, Any], overrides: dict[str, Any], s
     Raises:
         ValueError: naming each refused argument with its value and the pipeline's.
     """
-    changed = {k: v for k, v in overrides.items() if k not in FINE_TUNING_KWARGS and not _same(v, saved.get(k))}
+    changed = {k: v for k, v in overrides.items() if k not in FINE_TUNING_KWARGS and not _same(k, v, saved.get(k))}
     if changed:
         listed = ", ".join(f"{k}={v!r} (the pipeline's: {saved.get(k, 'none')!r})" for k, v in changed.items())
         raise ValueError(
