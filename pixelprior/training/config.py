@@ -215,7 +215,11 @@ class TrainConfig:
         resume="free",
     )
     num_sample_images: int = option(
-        16, help="images per sample grid", group=PERIODIC, check=POSITIVE_INT, resume="free"
+        16,
+        help="images per sample grid (the periodic ones and the last, which the model card shows); 0: no grids",
+        group=PERIODIC,
+        check=NONNEGATIVE_INT,
+        resume="free",
     )
     checkpointing_steps: int | None = option(
         None,
@@ -296,6 +300,8 @@ class TrainConfig:
         check_options(self)
         if self.compile_mode != "default" and not self.compile:
             raise ValueError(f"Expected --compile with compile_mode={self.compile_mode!r}, got compile=False.")
+        if self.sample_steps is not None and self.num_sample_images == 0:
+            raise ValueError(f"Expected num_sample_images >= 1 with sample_steps={self.sample_steps}, got 0.")
         self.check_hub_options()
 
     def check_hub_options(self) -> None:

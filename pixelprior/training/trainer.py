@@ -567,8 +567,8 @@ class Trainer:
         from .hub import RunFiles, push_run, training_card, write_card
 
         config, acc, out = self.config, self.accelerator, self.config.output_dir
-        grid = self.sample_grid_path(self.step)
-        if self.last_sample_step != self.step:
+        grid = self.sample_grid_path(self.step) if config.num_sample_images > 0 else None
+        if grid is not None and self.last_sample_step != self.step:
             self.save_samples(self.step)
         prior = self._full_prior()  # collective under FSDP
         if not acc.is_main_process:
@@ -577,7 +577,7 @@ class Trainer:
         pipeline = self._pipeline(prior)
         files = RunFiles(
             components=tuple(name for name, value in pipeline.components.items() if value is not None),
-            sample_grid=os.path.relpath(grid, out),
+            sample_grid=os.path.relpath(grid, out) if grid is not None else None,
             curve=os.path.relpath(curve, out) if curve is not None else None,
         )
         card = training_card(config, result, self.images_per_step, (len(self.train_set), len(self.test_set)), files)

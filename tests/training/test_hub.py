@@ -74,6 +74,12 @@ def test_a_run_writes_a_model_card_with_its_figures_samples_and_curve(tmp_path):
         assert grid.size == (2 * 10 + 2, 2 * 10 + 2) and curve.format == "PNG"  # 4 digits of 8x8, padding 2
     assert 'PixelPriorPipeline.from_pretrained("' + str(out) + '")' in text  # a local run loads from its folder
     PixelPriorPipeline.from_pretrained(out)  # the card is a pipeline folder's README.md: the folder still loads
+    # --num_sample_images 0 (a big model on a CPU): no grid is drawn, and the card says nothing of one.
+    run = {**DIGITS_RUN, "num_sample_images": 0}
+    train(TrainConfig(output_dir=str(tmp_path / "no-grid"), max_steps=2, logger="none", **run))
+    assert "![samples]" not in ModelCard.load(tmp_path / "no-grid" / "README.md").text
+    assert not (tmp_path / "no-grid" / "samples").exists()
+    assert os.listdir(tmp_path / "no-grid" / "logs") == ["curve.png"]  # drawn from memory with --logger none
 
 
 def test_push_to_hub_uploads_the_run_and_never_writes_the_token(tmp_path, monkeypatch, capfd):
