@@ -1,4 +1,5 @@
-"""The ``pixelprior`` command: one module per subcommand (``pixelprior train``, ``sample``, ``encode``, ``convert``).
+"""The ``pixelprior`` command: one module per subcommand (``pixelprior train``, ``sample``, ``encode``, ``convert``,
+``compress``, ``decompress``, ``score``).
 
 Also ``python -m pixelprior ...`` and ``accelerate launch -m pixelprior train ...`` (the same code on one CPU,
 several processes or several GPUs). Each subcommand module has ``add_parser(commands)``, which adds its flags, sets
@@ -13,9 +14,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import convert, encode, sample, train
+from . import compress, convert, decompress, encode, sample, score, train
 
-COMMANDS = (train, sample, encode, convert)
+COMMANDS = (train, sample, encode, convert, compress, decompress, score)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -25,7 +25,7 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    from ..data.codes import encode_to_file
+    from ..data.encode import encode_to_file
 
     if not args.output.endswith(".safetensors"):
         parser.error(f"argument --output: expected a .safetensors file name, got {args.output!r}")

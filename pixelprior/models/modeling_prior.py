@@ -250,8 +250,33 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
         Shapes:
             x: ``(B, C, H, W)`` long -> ``(B,)``
         """
+        return self.validated_log_prob_map(x, class_labels, cond).flatten(1).sum(1)
+
+    def log_prob_map(
+        self, x: torch.Tensor, class_labels: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Per-pixel log-likelihood in nats (the channels of a pixel summed), each pixel given the pixels before it.
+
+        It sums exactly to :meth:`log_prob` (the same floats, summed the same way): ``log_prob_map(x).flatten(1)
+        .sum(1)`` is ``log_prob(x)``. Per-pixel bits are ``-log_prob_map(x) / ln 2``.
+
+        Shapes:
+            x: ``(B, C, H, W)`` -> ``(B, H, W)``
+        """
+        x = self.check_x(x)
+        class_labels, cond = self.check_conditioning(x.shape[0], class_labels, cond)
+        return self.validated_log_prob_map(x, class_labels, cond)
+
+    def validated_log_prob_map(
+        self, x: torch.Tensor, class_labels: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """:meth:`log_prob_map` of inputs already checked (see :meth:`validated_log_prob`).
+
+        Shapes:
+            x: ``(B, C, H, W)`` long -> ``(B, H, W)``
+        """
         params = self.compute_params(self.encode_input(x), class_labels, cond)
-        return self.position_log_prob(params, x).flatten(1).sum(1)
+        return self.position_log_prob(params, x)
 
     def position_log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Log-probability of each position's values under the network's ``params``, in nats.

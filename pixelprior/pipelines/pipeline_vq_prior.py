@@ -29,9 +29,9 @@ from diffusers import ImagePipelineOutput, VQModel
 from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from einops import rearrange
 
-from ..data.codes import encode_images, eval_mode, vqvae_image_size, vqvae_latent_size
 from ..distributions.base import Generator
 from ..models import AutoregressivePrior
+from ..vqmodel import encode_images, eval_mode, vqvae_image_size, vqvae_latent_size
 from .base import PriorPipeline, StepEndCallback, check_component, check_output_type
 from .folder import Component
 from .inpainting import keep_mask_on_grid, prepare_inpainting_inputs

@@ -662,8 +662,9 @@ class Trainer:
             return PixelPriorPipeline(prior=prior, palette=self.palette)
         from diffusers import VQModel
 
-        from ..data.codes import codes_metadata, vqvae_folder
+        from ..data.codes import codes_metadata
         from ..pipelines import VQPriorPipeline
+        from ..vqmodel import vqvae_folder
 
         if self._vqvae is None:
             path = codes_metadata(os.path.expanduser(codes_file))["vqvae_path"]
