@@ -7,6 +7,8 @@ import os
 import pytest
 from PIL import Image
 
+from pixelprior.cli import main
+
 # A tiny PixelCNN on scikit-learn's binarized 8x8 digits: a run of a few steps takes well under a second.
 DIGITS_RUN = dict(
     model="pixelcnn_mnist",
@@ -34,3 +36,13 @@ def rgb_folder(tmp_path_factory) -> str:
             y, x = 100 + 8 * (i // 6), 200 + 8 * (i % 6)
             Image.fromarray(photo[y : y + 8, x : x + 8]).save(root / f"photo{label}" / f"{i:02d}.png")
     return str(root)
+
+
+def assert_cli_error(argv: list[str], message: str, capsys) -> None:
+    """``pixelprior ARGV`` fails with exit status 2 and one line of stderr that contains ``message``."""
+    try:
+        status = main(argv)
+    except SystemExit as exit_info:  # argparse's usage errors, and TrainConfig's checks through parser.error
+        status = exit_info.code
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and len(err.splitlines()) == 1, (status, err)

@@ -14,11 +14,10 @@ import pytest
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from pixelprior.cli import main
 from pixelprior.pipelines import PixelPriorPipeline
 from pixelprior.training import TrainConfig, train
 
-from .conftest import DIGITS_RUN
+from .conftest import DIGITS_RUN, assert_cli_error
 
 TOKEN = "hf_pixelpriorTestTokenNeverWritten0123"
 
@@ -146,8 +145,5 @@ def test_hub_flags_without_push_to_hub_and_bad_repo_ids_exit_2(tmp_path, capsys)
         (["--hub_model_id", "someone/x"], "error: Expected --push_to_hub with --hub_model_id, got push_to_hub=False"),
         (["--push_to_hub", "--hub_model_id", "not a/valid/id"], "--hub_model_id: expected a Hub repository id"),
     ]:
-        with pytest.raises(SystemExit) as exit_info:
-            main([*base, *flags])
-        err = capsys.readouterr().err
-        assert exit_info.value.code == 2 and message in err and len(err.splitlines()) == 1
+        assert_cli_error([*base, *flags], message, capsys)
     assert not (tmp_path / "o").exists()

@@ -11,7 +11,7 @@ from pixelprior.pipelines import PixelPriorPipeline
 from pixelprior.training import TrainConfig, Trainer, train
 from tests.pipelines.test_hub import _hub_cache
 
-from .conftest import DIGITS_RUN
+from .conftest import DIGITS_RUN, assert_cli_error
 
 RUN = {k: v for k, v in DIGITS_RUN.items() if k not in ("model", "model_kwargs")}
 
@@ -59,12 +59,7 @@ def test_what_init_from_refuses(trained, tmp_path, capsys):
         (["--model_kwargs", '{"hidden_channels": 16, "dropout": 0.1}'], "hidden_channels=16 (the pipeline's: 8)"),
         (["--palette", "4"], "Expected no --palette with --init_from"),
     ]:
-        try:
-            status = main([*base, *flags])
-        except SystemExit as exit_info:
-            status = exit_info.code
-        err = capsys.readouterr().err
-        assert status == 2 and message in err and len(err.splitlines()) == 1, err
+        assert_cli_error([*base, *flags], message, capsys)
     # The pipeline's own values and dropout are accepted.
     same = TrainConfig(init_from=trained, output_dir="o", model_kwargs={"hidden_channels": 8, "sample_size": [8, 8]})
     Trainer(TrainConfig(**{**vars(same), **RUN, "output_dir": str(tmp_path / "same")}))

@@ -13,6 +13,8 @@ from pixelprior.data import ColorPalette, load_dataset
 from pixelprior.pipelines import PixelPriorPipeline
 from pixelprior.training import TrainConfig, Trainer, train
 
+from .conftest import assert_cli_error
+
 # iGPT-S's registered configuration (image_gpt_s_cifar10: 512 colours, 32x32) at a tiny size, 16 colours of 8x8
 IGPT = dict(
     model="image_gpt_s_cifar10",
@@ -76,12 +78,7 @@ def test_what_palette_refuses(tmp_path, rgb_folder, capsys):
         (["1"], "argument --palette: expected a number of colours >= 2"),
     ]
     for flags, message in cases:
-        try:
-            status = main([*base, *flags])
-        except SystemExit as exit_info:
-            status = exit_info.code
-        err = capsys.readouterr().err
-        assert status == 2 and message in err and len(err.splitlines()) == 1, err
+        assert_cli_error([*base, *flags], message, capsys)
     (tmp_path / "junk.safetensors").write_bytes(b"not a palette")
     with pytest.raises(ValueError, match="to be a palette file"):
         Trainer(TrainConfig(palette=str(tmp_path / "junk.safetensors"), dataset=rgb_folder, output_dir="o", **IGPT))
