@@ -5,7 +5,8 @@ Also ``python -m pixelprior ...`` and ``accelerate launch -m pixelprior train ..
 several processes or several GPUs). Each subcommand module has ``add_parser(commands)``, which adds its flags, sets
 its ``run(args, parser)`` as the handler and returns its parser; a new subcommand is a new module listed in
 ``COMMANDS``. Every error is one line, ``pixelprior COMMAND: error: ...``: bad flags and a ``ValueError`` from the
-library (boundary checks say what was expected and what was got) exit with status 2.
+library (boundary checks say what was expected and what was got) exit with status 2; a file that could not be
+written during the work (``OSError``: a full disk) with status 1, as a non-finite training run does.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (a library's message may span several, as huggingface_hub's do)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pixelprior`` console script; returns the exit status."""
     parser = build_parser()
@@ -51,8 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = args.handler(args, command_parser)
     except ValueError as error:
         # Boundary checks raise ValueError with what was expected and what was got: show it as a usage error.
-        print(f"pixelprior {args.command}: error: {error}", file=sys.stderr)
+        print(f"pixelprior {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
+    except OSError as error:  # a write that failed during the work (a full disk): one line naming the path
+        print(f"pixelprior {args.command}: error: {one_line(error)}", file=sys.stderr)
+        return 1
     return status or 0
 
 

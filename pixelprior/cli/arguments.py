@@ -51,13 +51,9 @@ def json_object(text: str) -> dict[str, Any]:
 
 
 def comma_list(text: str) -> tuple[str, ...]:
-    """An argparse ``type``: comma-separated names, e.g. ``learning_rate,max_steps``."""
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    if not names:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated names such as 'learning_rate,max_steps', got {text!r}"
-        )
-    return names
+    """An argparse ``type``: comma-separated names, e.g. ``learning_rate,max_steps`` (the names are checked by the
+    options dataclass)."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 class NegatableFlag(argparse.Action):
@@ -109,14 +105,20 @@ def add_options(parser: argparse.ArgumentParser, cls: type, order: Iterable[str]
         required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
         required = required and not kind.optional
         shown = "" if default in (None, False, {}, ()) else f" (default: {default})"
+        flags = [a for a in info.aliases if isinstance(a, str)]
         negation = [f"--no_{field.name}"] if kind.base is bool and default is True else []
         groups[info.group].add_argument(
             f"--{field.name}",
             *negation,
-            *info.aliases,
+            *flags,
             dest=field.name,
             default=default,
             required=required,
             help=(info.help + shown).replace("%", "%%"),  # argparse formats help with %
             **_flag_type(cls, field),
         )
+        for alias in info.aliases:
+            if not isinstance(alias, str):  # its own flag, converted into this field (its default is the field's)
+                groups[info.group].add_argument(
+                    alias.flag, dest=field.name, type=alias.convert, default=argparse.SUPPRESS, help=alias.help
+                )

@@ -26,9 +26,13 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from ..data.encode import encode_to_file
+    from ..training.run_folder import check_writable_file
+    from ..vqmodel import load_vqmodel_config
 
     if not args.output.endswith(".safetensors"):
         parser.error(f"argument --output: expected a .safetensors file name, got {args.output!r}")
+    check_writable_file(args.output, "--output")  # before encoding, not after
+    load_vqmodel_config(args.vqvae)  # a missing or wrong --vqvae before any work: one line naming it
     meta = encode_to_file(args.vqvae, args.dataset, args.output, batch_size=args.batch_size, device=args.device)
     print(
         f"Wrote {args.output}: {meta['splits']} of {meta['dataset']} as {meta['latent_size']} grids of "

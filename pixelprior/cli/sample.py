@@ -67,11 +67,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from diffusers.utils import logging as diffusers_logging
 
     from ..pipelines import load_pipeline, make_image_grid
+    from ..training.run_folder import check_writable_file, replace_atomically, writing
 
     if not os.path.isfile(os.path.join(args.pipeline, "model_index.json")):
         parser.error(f"argument --pipeline: expected a folder with a model_index.json, got {args.pipeline!r}")
     if not args.output.lower().endswith(".png"):
         parser.error(f"argument --output: expected a .png file name, got {args.output!r}")
+    check_writable_file(args.output, "--output")  # before sampling, not after
     diffusers_logging.disable_progress_bar()  # the "Loading pipeline components" bar; the sampler keeps its own
     if args.per_class is not None:
         given = [f"--{n}" for n in ("batch_size", "class_labels", "cols") if getattr(args, n) is not None]
@@ -89,6 +91,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         progress=True,
     ).images
     grid = make_image_grid(images, cols=cols, scale=args.scale)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    grid.save(args.output)
+    with writing(args.output, "the sample grid"), replace_atomically(args.output) as tmp:
+        grid.save(tmp, format="PNG")
     print(f"Wrote {len(images)} samples to {args.output} ({grid.width}x{grid.height}).")

@@ -33,7 +33,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     try:
         return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     except ValueError as error:
-        parser.error(str(error))
+        parser.error(" ".join(str(error).split("\n")))
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -43,6 +43,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         train(config)
     except NonFiniteLossError as error:
-        print(f"pixelprior train: error: {error}", file=sys.stderr)
+        from . import one_line
+
+        print(f"pixelprior train: error: {one_line(error)}", file=sys.stderr)
         return 1
     return 0

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from einops import rearrange
-from tqdm.auto import tqdm
 
 from ..distributions import bins_to_input
+from ..progress import progress_bar
 from ..vqmodel import encode_images, load_vqmodel, vqvae_folder, vqvae_image_size
 from .codes import codes_metadata, save_codes
 from .datasets import load_dataset
@@ -66,7 +66,7 @@ def encode_dataset(
     vqvae = vqvae.to(device)
     dtype = next(vqvae.parameters()).dtype
     chunks = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc="encode", disable=not progress):
+    for start in progress_bar(range(0, len(dataset), batch_size), desc="encode", disable=not progress):
         x = dataset.x[start : start + batch_size].to(device)  # (b, C, H, W) long
         images = bins_to_input(x, dataset.num_values, dtype=dtype)  # (b, C, H, W) in [-1, 1]
         chunks.append(encode_images(vqvae, images).cpu())  # (b, h, w)

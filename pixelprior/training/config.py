@@ -7,6 +7,7 @@ them (``pixelprior.cli.arguments.add_options``), so the command line and the lib
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,11 +15,13 @@ from .options import (
     NONNEGATIVE_INT,
     POSITIVE_INT,
     POSITIVE_NUMBER,
+    Alias,
     Check,
     check_options,
     describe_options,
     in_range,
     option,
+    option_info,
 )
 
 LR_SCHEDULES = ("exponential", "constant", "cosine")
@@ -46,6 +49,21 @@ def _registered_priors() -> str:
     from ..models import list_priors
 
     return f"a registered prior, one of {list_priors()}"
+
+
+DEFAULT_MAX_STEPS = 1000
+
+
+def _hub_dataset(name: str) -> str:
+    """diffusers' ``--dataset_name``: a Hugging Face dataset, unless it is already a pixelprior spec."""
+    from ..data import list_datasets
+
+    return name if ":" in name or name in list_datasets() else f"hf:{name}"
+
+
+def _image_folder(path: str) -> str:
+    """diffusers' ``--train_data_dir``: an image folder (even one named like a built-in dataset)."""
+    return f"folder:{path}"
 
 
 REGISTERED_PRIOR = Check(_registered_prior, _registered_priors)
@@ -110,6 +128,10 @@ class TrainConfig:
         help="mnist5k (built in), digits, an image folder, hf:NAME, torchvision:NAME or codes:FILE "
         "(pixelprior.data.load_dataset)",
         group=DATA,
+        aliases=(
+            Alias("--dataset_name", _hub_dataset, "diffusers' flag: a Hugging Face dataset, as --dataset hf:NAME"),
+            Alias("--train_data_dir", _image_folder, "diffusers' flag: an image folder, as --dataset folder:DIR"),
+        ),
     )
     binarize: bool = option(False, help="threshold the images at 0.5 (the model then needs num_values=2)", group=DATA)
     resolution: int | None = option(
@@ -133,8 +155,26 @@ class TrainConfig:
     max_eval_samples: int | None = option(
         None, help="evaluate on the first N images of each split only", group=DATA, check=POSITIVE_INT
     )
-    max_steps: int = option(1000, help="optimizer steps", group=OPTIMIZATION, check=POSITIVE_INT)
-    batch_size: int = option(32, help="images per micro-batch and per process", group=OPTIMIZATION, check=POSITIVE_INT)
+    max_steps: int | None = option(
+        None,
+        help=f"optimizer steps (default: {DEFAULT_MAX_STEPS}, or the steps of --num_epochs)",
+        group=OPTIMIZATION,
+        check=POSITIVE_INT,
+    )
+    num_epochs: int | None = option(
+        None,
+        help="instead of --max_steps (diffusers' flag): passes over the training images, converted to "
+        "max_steps = ceil(num_epochs x floor(N / (batch_size x processes)) / gradient_accumulation_steps)",
+        group=OPTIMIZATION,
+        check=POSITIVE_INT,
+    )
+    batch_size: int = option(
+        32,
+        help="images per micro-batch and per process",
+        group=OPTIMIZATION,
+        check=POSITIVE_INT,
+        aliases=("--train_batch_size",),
+    )
     gradient_accumulation_steps: int = option(
         1,
         help="micro-batches per optimizer step: a step sees batch_size x gradient_accumulation_steps x processes "
@@ -238,6 +278,27 @@ class TrainConfig:
         group=OUTPUT,
         resume="free",
     )
+    overwrite_output_dir: bool = option(
+        False,
+        help="let a new run use an output_dir that holds another run's checkpoints or pipeline: they are moved into "
+        "output_dir/overwritten-TIME/ (nothing is deleted)",
+        group=OUTPUT,
+        resume="free",
+    )
+    allow_config_change: tuple[str, ...] = option(
+        default_factory=tuple,
+        help="flags a resume may change, e.g. learning_rate,max_steps (num_processes for another process count): "
+        "the new values apply from the checkpoint's step on, recorded in the logs and train_results.json",
+        group=OUTPUT,
+        resume="free",
+    )
+    allow_inexact_resume: bool = option(
+        False,
+        help="resume even when a checkpoint's optimizer, RNG or EMA state is missing, corrupt or refused (going "
+        "without it, and saying so in the log and train_results.json)",
+        group=OUTPUT,
+        resume="free",
+    )
     skip_nonfinite: bool = option(
         False,
         help="skip (and count) optimizer steps whose loss is NaN or infinite instead of stopping",
@@ -249,6 +310,7 @@ class TrainConfig:
         group=PERIODIC,
         choices=LOGGERS,
         resume="free",
+        aliases=("--report_to",),
     )
     log_steps: int = option(
         10, help="log the training loss every N steps", group=PERIODIC, check=POSITIVE_INT, resume="free"
@@ -298,6 +360,18 @@ class TrainConfig:
             got = ", ".join(f"{n}={v!r}" for n, v in given.items()) or "none"
             raise ValueError(f"Expected exactly one of --model, --model_config or --init_from, got {got}.")
         check_options(self)
+        if self.max_steps is not None and self.num_epochs is not None:
+            raise ValueError(
+                f"Expected one of --max_steps or --num_epochs, got max_steps={self.max_steps} and "
+                f"num_epochs={self.num_epochs}."
+            )
+        self.allow_config_change = tuple(self.allow_config_change)
+        changeable = resumable_flags()
+        unknown = [name for name in self.allow_config_change if name not in changeable]
+        if unknown:
+            raise ValueError(
+                f"Expected --allow_config_change to name flags a resume compares, among {changeable}, got {unknown}."
+            )
         if self.compile_mode != "default" and not self.compile:
             raise ValueError(f"Expected --compile with compile_mode={self.compile_mode!r}, got compile=False.")
         if self.sample_steps is not None and self.num_sample_images == 0:
@@ -311,10 +385,24 @@ class TrainConfig:
             if given:
                 raise ValueError(f"Expected --push_to_hub with {' and '.join(given)}, got push_to_hub=False.")
 
+    def total_steps(self, num_train_images: int, num_processes: int = 1) -> int:
+        """The run's optimizer steps: ``max_steps``, or those of ``num_epochs`` over ``num_train_images``."""
+        if self.num_epochs is None:
+            return self.max_steps if self.max_steps is not None else DEFAULT_MAX_STEPS
+        batches = num_train_images // (self.batch_size * num_processes)
+        return max(1, math.ceil(self.num_epochs * batches / self.gradient_accumulation_steps))
+
     @property
     def model_name(self) -> str:
         """The model as the user named it: the registry name, the config file or the pipeline fine-tuned."""
         return next(name for name in (self.model, self.model_config, self.init_from) if name is not None)
+
+
+def resumable_flags() -> list[str]:
+    """The flags a resume must keep unless ``--allow_config_change`` names them (and ``num_processes``)."""
+    from dataclasses import fields
+
+    return [f.name for f in fields(TrainConfig) if option_info(f).resume == "match"] + ["num_processes"]
 
 
 TrainConfig.__doc__ += "\n\n" + describe_options(TrainConfig)

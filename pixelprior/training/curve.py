@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TRAIN_LOSS, TRAIN_BPD, TEST_BPD = "train/loss", "train/bits_per_dim", "test/bits_per_dim"
+CURVE_FILE = os.path.join("logs", "curve.png")  # in the output folder
 
 
 @dataclass

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from ..models import AutoregressivePrior
 
 if TYPE_CHECKING:
-    from ..data import ColorPalette
     from .config import TrainConfig
 
 # constructor arguments that --model_kwargs may change when fine-tuning: they change no weight's shape or meaning
@@ -102,8 +101,3 @@ def prior_from_pipeline(config: TrainConfig, pipeline: Any | None = None) -> Aut
     prior = cls(**kwargs)
     prior.load_state_dict(trained.state_dict())  # strict; copies into float32 whatever dtype was saved
     return prior
-
-
-def pipeline_palette(pipeline: Any) -> ColorPalette | None:
-    """The colour palette of a loaded pipeline (None for a pipeline without one)."""
-    return getattr(pipeline, "palette", None)

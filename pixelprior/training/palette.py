@@ -6,8 +6,10 @@ file, a palette folder, or a pipeline folder with a ``palette`` component). Both
 ``(N, 1, H, W)`` ids of the nearest colours, which the model learns (``in_channels=1``, ``num_values=K``), and the
 saved pipeline holds the palette as its ``palette`` component, so it samples RGB images.
 
-The palette is part of the run: a checkpoint holds it (``palette.safetensors``), and a resumed run takes the
-checkpoint's instead of fitting again, refusing a ``--palette`` that names another one (or none).
+The palette is part of the run: a checkpoint holds it (``palette.safetensors``), ``--palette`` is one of the flags a
+resume compares, and a resumed run takes the checkpoint's palette instead of fitting again (a missing or corrupt
+palette file stops the resume naming it, unless ``--allow_inexact_resume``; a ``--palette FILE`` that no longer holds
+the run's palette is refused).
 """
 
 from __future__ import annotations
@@ -96,35 +98,19 @@ def encode_dataset(palette: ColorPalette, dataset: GridDataset) -> GridDataset:
     )
 
 
-def checkpoint_palette(checkpoint: str | None) -> ColorPalette | None:
-    """The palette a checkpoint folder holds, or None (no checkpoint, or one of a run without a palette)."""
-    if checkpoint is None or not os.path.isfile(os.path.join(checkpoint, PALETTE_FILE)):
-        return None
-    return ColorPalette.load(os.path.join(checkpoint, PALETTE_FILE))
-
-
-def resumed_palette(spec: str | None, checkpoint: str, saved: ColorPalette | None) -> ColorPalette | None:
-    """The palette of a run resumed from ``checkpoint`` (which holds ``saved``), checked against ``--palette``.
-
-    ``--palette K`` takes the saved palette (no second fit) when it has ``K`` colours; ``--palette FILE`` must hold
-    the saved palette itself.
+def read_checkpoint_palette(checkpoint: str) -> ColorPalette:
+    """The palette a checkpoint folder holds (``palette.safetensors``).
 
     Raises:
-        ValueError: when the flag and the checkpoint disagree (one has a palette and the other not, or another one).
+        StateFileError: naming the file, when it is missing or is not a palette file.
     """
-    if spec is None and saved is None:
-        return None
-    if spec is None or saved is None:
-        has = "a palette" if saved is not None else "no palette"
-        raise ValueError(
-            f"Cannot resume {checkpoint} with --palette {spec}: its run had {has}. Pass the --palette of its run."
-        )
-    if is_palette_size(spec):
-        if int(spec) != saved.num_colors:
-            raise ValueError(
-                f"Cannot resume {checkpoint} with --palette {spec}: its run's palette has {saved.num_colors} colours."
-            )
-        return saved
-    if not same_palette(read_palette(spec), saved):
-        raise ValueError(f"Cannot resume {checkpoint} with --palette {spec}: its run's palette is another one.")
-    return saved
+    from .resume import StateFileError
+
+    path = os.path.join(checkpoint, PALETTE_FILE)
+    if not os.path.isfile(path):
+        raise StateFileError(f"{path} (the colour palette) is missing")
+    try:
+        return ColorPalette.load(path)
+    except Exception as error:  # safetensors' errors vary with the damage; the file is named, the reason kept
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise StateFileError(f"{path} (the colour palette) is corrupt ({reason})") from None

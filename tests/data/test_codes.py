@@ -327,4 +327,4 @@ def test_cli_bad_codes_and_missing_vqvae_exit_2(small_vqvae, tmp_path, capsys):
     assert err == f"pixelprior encode: error: {expected}"
     (tmp_path / "file").write_text("")
     assert main(["encode", "--vqvae", str(small_vqvae), "--output", str(tmp_path / "file" / "c.safetensors")]) == 2
-    assert "cannot be written to" in capsys.readouterr().err
+    assert "to be a writable path" in capsys.readouterr().err

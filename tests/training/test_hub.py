@@ -15,7 +15,7 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from pixelprior.pipelines import PixelPriorPipeline
-from pixelprior.training import TrainConfig, train
+from pixelprior.training import NonFiniteLossError, TrainConfig, train
 
 from .conftest import DIGITS_RUN, assert_cli_error
 
@@ -119,6 +119,19 @@ def test_push_to_hub_uploads_the_run_and_never_writes_the_token(tmp_path, monkey
     assert TOKEN not in printed.out + printed.err and "Pushed" in printed.out
 
 
+def test_a_failed_run_publishes_and_pushes_nothing(tmp_path, monkeypatch):
+    hub = HubRecorder(monkeypatch, tmp_path)
+    out = tmp_path / "run"
+    # A learning rate of 1e30 blows the weights up; skipping the NaN steps ends with NaN bits/dim: the run fails.
+    config = TrainConfig(
+        output_dir=str(out), max_steps=3, learning_rate=1e30, skip_nonfinite=True, push_to_hub=True, **DIGITS_RUN
+    )
+    with pytest.raises(NonFiniteLossError, match="No pipeline was saved"):
+        train(TrainConfig(**{**vars(config), "hub_token": TOKEN}))
+    assert [name for name, _ in hub.calls] == ["create_repo"]  # checked before step 1, never uploaded to
+    assert not any(os.path.exists(out / name) for name in ("README.md", "model_index.json", "logs/curve.png"))
+
+
 def test_the_repository_is_made_before_training_and_a_refusal_costs_no_training(tmp_path, monkeypatch):
     http = importlib.import_module(huggingface_hub.errors.HTTPError.__module__)  # the client huggingface_hub uses
     response = http.Response(403, request=http.Request("POST", "https://huggingface.co/api/repos/create"))
@@ -131,7 +144,8 @@ def test_the_repository_is_made_before_training_and_a_refusal_costs_no_training(
     )
     with pytest.raises(ValueError, match="someone-else/x' for --push_to_hub, got: 403 Forbidden: you cannot write"):
         train(TrainConfig(**{**vars(config), "hub_token": TOKEN}))
-    assert [name for name, _ in hub.calls] == ["create_repo"] and not (tmp_path / "run").exists()
+    assert [name for name, _ in hub.calls] == ["create_repo"]
+    assert {p.name for p in (tmp_path / "run").iterdir()} <= {".pixelprior.lock"}  # claimed, nothing trained
     # No token anywhere: refused before the Hub is called at all.
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
     with pytest.raises(ValueError, match="Expected a Hub token for --push_to_hub to 'someone-else/x', got none"):

@@ -65,9 +65,19 @@ def test_a_resume_takes_the_checkpoint_palette_and_refuses_another(tmp_path, rgb
     resume = dict(dataset=rgb_folder, output_dir=out, max_steps=2, resume_from_checkpoint=checkpoint)
     trainer = Trainer(TrainConfig(palette="16", **resume, **IGPT))
     assert torch.equal(trainer.palette.centers, saved.centers)
-    for palette, message in [("8", "its run's palette has 16 colours"), (None, "its run had a palette")]:
+    for palette, message in [("8", '--palette "16" -> "8"'), (None, '--palette "16" -> null')]:
         with pytest.raises(ValueError, match=message):
             Trainer(TrainConfig(palette=palette, **resume, **IGPT))
+    # the palette is a state file like the others: exact or refused, naming the file
+    os.remove(os.path.join(checkpoint, "palette.safetensors"))
+    with pytest.raises(ValueError, match=r"checkpoint-1/palette.safetensors \(the colour palette\) is missing"):
+        Trainer(TrainConfig(palette="16", **resume, **IGPT))
+    monkeypatch.undo()
+    result = train(TrainConfig(palette="16", allow_inexact_resume=True, **resume, **IGPT))
+    assert result.inexact_resume == [
+        f"resumed at step 1 without {checkpoint}/palette.safetensors (the colour palette) is missing: continued with "
+        "a palette fitted again"
+    ]
 
 
 def test_what_palette_refuses(tmp_path, rgb_folder, capsys):
