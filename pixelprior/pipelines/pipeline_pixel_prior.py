@@ -129,14 +129,7 @@ class PixelPriorPipeline(PriorPipeline):
             raise ValueError(f"Expected a prior with 1 or 3 channels for output_type='pil', got {channels} channels.")
         known = known_mask = None
         if image is not None or mask_image is not None:
-            images, regenerate = prepare_inpainting_inputs(
-                image, mask_image, channels, self.prior.grid_size, batch_size
-            )
-            if palette is not None:  # RGB bins -> (B, 1, H, W) ids of the nearest colours
-                known = palette.encode(images_to_bins(images, palette.num_values)).to(self.device)
-            else:
-                known = images_to_bins(images, self.prior.num_values).to(self.device)  # (B, C, H, W) long
-            known_mask = ~regenerate.to(self.device)  # (B, 1, H, W), True = keep
+            known, known_mask = self._known_grid(image, mask_image, channels, batch_size)
             batch_size = len(known)
 
         x = self.sample_grid(
@@ -163,6 +156,23 @@ class PixelPriorPipeline(PriorPipeline):
         if not return_dict:
             return (images,)
         return ImagePipelineOutput(images=images)
+
+    def _known_grid(
+        self, image: PipelineImageInput, mask_image: PipelineImageInput, channels: int, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inpainting's kept values and where they are: the image quantized to the prior's bins (or, with a palette,
+        to the ids of its nearest colours) and the black pixels of the mask.
+
+        Shapes:
+            -> known ``(B, C, H, W)`` long (``(B, 1, H, W)`` ids with a palette), known_mask ``(B, 1, H, W)`` bool
+        """
+        images, regenerate = prepare_inpainting_inputs(image, mask_image, channels, self.prior.grid_size, batch_size)
+        palette = self.palette
+        if palette is not None:  # RGB bins -> (B, 1, H, W) ids of the nearest colours
+            known = palette.encode(images_to_bins(images, palette.num_values))
+        else:
+            known = images_to_bins(images, self.prior.num_values)  # (B, C, H, W) long
+        return known.to(self.device), ~regenerate.to(self.device)  # True = keep
 
 
 register_pipeline(PixelPriorPipeline)
