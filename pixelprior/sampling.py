@@ -117,7 +117,9 @@ def check_compile(compile: Any, use_cache: bool, cuda_graphs: Any, device: torch
     """Raise a ``ValueError`` unless ``compile`` is a bool or a dict of ``torch.compile`` options that goes with
     ``use_cache`` and ``cuda_graphs`` (a bool; True only with ``compile`` and a model on a CUDA device)."""
     if not isinstance(compile, (bool, dict)):
-        raise ValueError(f"Expected compile to be a bool or a dict of torch.compile options, got {compile!r}.")
+        raise ValueError(
+            f"Expected compile to be a bool, 'reduce-overhead' or a dict of torch.compile options, got {compile!r}."
+        )
     if compile is not False and not use_cache:
         raise ValueError("Expected use_cache=True with compile: the compiled step is the cached one.")
     if isinstance(compile, dict) and "reduce-overhead" in str(compile.get("mode", "")):
@@ -182,7 +184,7 @@ def sample(
     temperature: float = 1.0,
     generator: Generator = None,
     use_cache: bool = True,
-    compile: bool | dict[str, Any] = False,
+    compile: bool | str | dict[str, Any] = False,
     cuda_graphs: bool = False,
     progress: bool = False,
     row_callback: RowCallback | None = None,
@@ -190,11 +192,14 @@ def sample(
     """Sample ``(B, C, H, W)`` grids from ``model``; see :meth:`AutoregressivePrior.sample` for the arguments.
 
     ``compile`` may also be a dict of ``torch.compile`` options (a ``backend``, a ``mode`` other than
-    ``"reduce-overhead"``: CUDA graphs are ``cuda_graphs=True``). ``row_callback(i, x)``, if given, is called once
-    each row ``i`` is complete with the grid drawn so far.
+    ``"reduce-overhead"``: CUDA graphs are ``cuda_graphs=True``), or ``"reduce-overhead"`` (``torch.compile``'s name
+    for CUDA graphs): ``compile=True, cuda_graphs=True``. ``row_callback(i, x)``, if given, is called once each row
+    ``i`` is complete with the grid drawn so far.
     """
     temperature = check_temperature(temperature)
     check_generator(generator)
+    if isinstance(compile, str) and compile == "reduce-overhead":
+        compile, cuda_graphs = True, True
     check_compile(compile, use_cache, cuda_graphs, model.device)
     batch_size = _infer_batch_size(
         batch_size,

@@ -339,8 +339,9 @@ def test_compile_arguments():
         model.sample(1, compile=True, cuda_graphs="yes")
     with pytest.raises(ValueError, match="compile=True with cuda_graphs"):
         model.sample(1, cuda_graphs=True)
-    with pytest.raises(ValueError, match="CUDA device with cuda_graphs=True, got one on cpu"):
-        model.sample(1, compile=True, cuda_graphs=True)
+    for kwargs in ({"compile": True, "cuda_graphs": True}, {"compile": "reduce-overhead"}):
+        with pytest.raises(ValueError, match="CUDA device with cuda_graphs=True, got one on cpu"):
+            model.sample(1, **kwargs)
 
 
 def _tensors(obj, seen=None):

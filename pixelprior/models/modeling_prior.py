@@ -419,7 +419,7 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
         temperature: float = 1.0,
         generator: Generator = None,
         use_cache: bool = True,
-        compile: bool | dict[str, Any] = False,
+        compile: bool | str | dict[str, Any] = False,
         cuda_graphs: bool = False,
         progress: bool = False,
         row_callback: Callable[[int, torch.Tensor], None] | None = None,
@@ -436,7 +436,8 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
             generator: a ``torch.Generator`` or a list of one per sample.
             use_cache: the fast incremental path (default) or the plain reference loop.
             compile: run the cached step compiled with ``torch.compile`` (once per model and step variant; the
-                same samples in float64); a dict is ``torch.compile``'s keyword arguments (``backend``, ``mode``).
+                same samples in float64); a dict is ``torch.compile``'s keyword arguments (``backend``, ``mode``);
+                ``"reduce-overhead"`` is ``compile=True, cuda_graphs=True``.
             cuda_graphs: with ``compile`` on a CUDA device, replay each compiled step from a CUDA graph (captured
                 in every call, once per step variant): one launch per step instead of one per kernel.
             progress: show a progress bar.
