@@ -61,7 +61,6 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .ema import EMA
-from .gradient_checkpointing import enable_gradient_checkpointing
 from .init_from import load_init_pipeline
 from .loggers import MetricsLogger, check_logger_available
 from .metrics import evaluate, nats_per_image
@@ -228,7 +227,7 @@ class Trainer:
         ShardedBatchSampler(len(self.train_set), config.batch_size, acc.num_processes, acc.process_index)  # its checks
         self.max_steps = config.total_steps(len(self.train_set), acc.num_processes)  # --max_steps or --num_epochs
         if config.gradient_checkpointing:
-            enable_gradient_checkpointing(self.prior)
+            self.prior.enable_gradient_checkpointing()
         # The training state. setup() wraps the objective and the optimizer for the processes and resumes it.
         self.objective: nn.Module = PriorObjective(self.prior)
         self.optimizer = make_optimizer(self.objective.parameters(), config.learning_rate)
