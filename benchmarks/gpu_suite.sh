@@ -79,11 +79,12 @@ prior = create_prior("pixelcnn_pp_cifar10", **kwargs).to(device).eval()
 rows = []
 for name, compile in (("cached eager", False), ("compiled", True), ("compiled + CUDA graphs", "reduce-overhead")):
     if compile == "reduce-overhead" and device != "cuda":
-        continue
+        continue  # CUDA graphs need a GPU (sample raises a ValueError saying so)
     try:
         times = []
         for _ in range(2):  # the first call compiles (warm-up), the second is timed
             start = time.perf_counter()
+            # a generator on the model's device: a CPU one would copy its uniforms to the GPU at every step
             x = prior.sample(25, generator=torch.Generator(device).manual_seed(0), compile=compile, progress=False)
             if device == "cuda":
                 torch.cuda.synchronize()

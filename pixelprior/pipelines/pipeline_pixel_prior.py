@@ -92,7 +92,7 @@ class PixelPriorPipeline(PriorPipeline):
         progress: bool = True,
         image: PipelineImageInput | None = None,
         mask_image: PipelineImageInput | None = None,
-        compile: bool = False,
+        compile: bool | str = False,
         callback_on_step_end: StepEndCallback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> ImagePipelineOutput | tuple:
@@ -113,7 +113,8 @@ class PixelPriorPipeline(PriorPipeline):
             image: inpainting: the image(s) to complete, values in ``[0, 1]`` (PIL, NumPy or torch, see
                 :mod:`pixelprior.pipelines.inpainting`) of the prior's size; quantized to its bins by rounding.
             mask_image: inpainting: white (>= 0.5) = regenerate, black = keep; the kept pixels come back unchanged.
-            compile: the prior's compiled sampling step (``prior.sample(compile=True)``).
+            compile: the prior's compiled sampling step (``prior.sample(compile=True)``); ``"reduce-overhead"``
+                replays it as CUDA graphs (a model on a GPU).
             callback_on_step_end: ``callback(pipe, step, timestep, callback_kwargs)``, diffusers' signature, called
                 once per completed row (``step`` = ``timestep`` = the row) with a copy of the grid drawn so far as
                 ``callback_kwargs["latents"]`` (see :mod:`pixelprior.pipelines.base`).

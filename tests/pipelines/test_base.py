@@ -149,6 +149,7 @@ BAD_CALLS = [
     ("callback edits the latents", {"callback_on_step_end": _set_row_to_one}, "leave the latents unchanged"),
     ("callback returns new latents", {"callback_on_step_end": _return_new_latents}, "leave the latents unchanged"),
     ("compile a string", {"compile": "yes"}, "compile"),
+    ("CUDA graphs on the CPU", {"compile": "reduce-overhead"}, "CUDA device"),
 ]
 
 
