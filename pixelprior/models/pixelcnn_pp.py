@@ -44,7 +44,8 @@ pre-activations of every block (:class:`~pixelprior.nn.ConditionBias`, one per b
 ``cond`` to ``H x W``; the ``H/2`` and ``H/4`` stages read it average-pooled by 2 and 4.
 
 **Weight normalization** (Salimans & Kingma 2016, as in [1]): with ``weight_norm=True`` (default) every
-convolution is ``g * v / ||v||`` per output map (``torch.nn.utils.parametrizations.weight_norm``), with the
+convolution is ``g * v / ||v||`` per output map (:func:`pixelprior.nn.weight_norm.weight_norm`: torch's
+``parametrizations.weight_norm`` layout, read in one call), with the
 reference's ``g`` parameters, so the paper's CIFAR-10 model has exactly the reference's 53,659,080 parameters.
 
 Einops letters: ``b`` batch, ``c`` data channels, ``f`` hidden maps, ``(two f)`` the gate maps ``[a | b]``,
@@ -96,6 +97,7 @@ from ..nn import (
     down_shift,
     right_shift,
 )
+from ..nn.weight_norm import weight_norm
 from .modeling_prior import AutoregressivePrior
 from .registry import register_prior, register_prior_class
 
@@ -107,7 +109,7 @@ def _weight_norm(module: nn.Module, enabled: bool) -> nn.Module:
     if not enabled:
         return module
     dim = 1 if isinstance(module, nn.ConvTranspose2d) else 0
-    return nn.utils.parametrizations.weight_norm(module, dim=dim)
+    return weight_norm(module, dim=dim)
 
 
 def _point(step: ConvStep, v: torch.Tensor) -> torch.Tensor:
