@@ -52,9 +52,10 @@ Einops letters: ``b`` batch, ``c`` data channels, ``f`` hidden maps, ``(two f)``
 ``h w`` rows and columns of a stage.
 
 NOTE: unlike [1], there is no data-dependent initialization (the reference sets ``g`` and the biases from the
-first batch's statistics): ``g`` starts at ``||v||`` (PyTorch's default initialization of the weight), and
-the second convolution of every block is scaled by 0.1 at init (the reference's ``init_scale=0.1``), so each
-block starts close to the identity; the constructor alone defines the model.
+first batch's statistics, with ``init_scale=0.1`` for the second convolution of every block): every weight has
+PyTorch's default initialization and ``g`` starts at ``||v||``, as in the PyTorch port
+(https://github.com/pclucas14/pixel-cnn-pp); the constructor alone defines the model. Scaling the second
+convolutions by 0.1 under this initialization would scale ``v`` too and train worse (see ``GatedResNet``).
 NOTE: unlike [1], any number of channels ``C`` and values ``num_values`` is supported (the reference is
 fixed to RGB with 256 values); ``likelihood="categorical"`` is accepted for ``C = 1`` (codes).
 NOTE: unlike [1], spatial conditioning (``cond_channels``) is supported, as a bias of every gated block.
@@ -166,10 +167,10 @@ class GatedResNet(nn.Module):
         self.conv_in = _weight_norm(conv(2 * channels, channels), weight_norm)
         self.link = _weight_norm(AnchoredConv2d(2 * aux_channels, channels, 1), weight_norm) if aux_channels else None
         self.dropout = nn.Dropout(dropout)
-        conv_out = conv(2 * channels, 2 * channels)
-        with torch.no_grad():
-            conv_out.weight.mul_(0.1)  # the reference's init_scale=0.1: the block starts near the identity
-        self.conv_out = _weight_norm(conv_out, weight_norm)
+        # PyTorch's default initialization, not scaled by the reference's init_scale=0.1: scaling the weight
+        # before weight norm scales v as well as g (g = ||v||), so Adam's fixed-size steps turn v's direction and
+        # g 10x faster; 600 steps on the digits then reach 1.287 test bits/dim instead of 1.227 (the port: 1.220).
+        self.conv_out = _weight_norm(conv(2 * channels, 2 * channels), weight_norm)
         self.cond_bias = ConditionBias(2 * channels, num_classes, cond_channels)
 
     def forward(
