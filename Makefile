@@ -42,7 +42,7 @@ demo: $(STAMP)
 		print(f\"demo: test bits/dim {r['test_bits_per_dim']:.4f} ({r['test_nll_nats']:.2f} nats/image), \
 	samples in samples.png, pipeline in $(DEMO_DIR)/\")"
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
