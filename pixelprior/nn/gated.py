@@ -39,6 +39,7 @@ from .activations import concat_elu
 from .conditioning import ConditionBias, bias_at, bias_row
 from .conv import AnchoredConv2d, ConvStep
 from .stepping import Index, PaddedMap
+from .weight_norm import weight_norm
 
 NONLINEARITIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"concat_elu": concat_elu, "elu": F.elu}
 
@@ -46,11 +47,13 @@ ConvFactory = Callable[[int, int], AnchoredConv2d]
 
 
 def weight_normalized(module: nn.Module, enabled: bool = True) -> nn.Module:
-    """Weight-normalize ``module`` per output map (dim 1 of a transposed convolution's weight, 0 otherwise)."""
+    """Weight-normalize ``module`` per output map (dim 1 of a transposed convolution's weight, 0 otherwise).
+
+    :func:`pixelprior.nn.weight_norm.weight_norm`: torch's parametrization layout, the weight read in one call."""
     if not enabled:
         return module
     dim = 1 if isinstance(module, nn.ConvTranspose2d) else 0
-    return nn.utils.parametrizations.weight_norm(module, dim=dim)
+    return weight_norm(module, dim=dim)
 
 
 def gated_residual(x: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,8 @@
 The values in ``golden_values.json`` were recorded on the code before the redesign of the cached step (issue 12) and
 guard against any change of the architecture, the initialization, the parameter layout, the input encoding or the
 sampler (the draws, their order, the cached and the plain loops). A deliberate change regenerates them with
-``python -m tests.models.test_golden --update`` and says so in its note.
+``python -m tests.models.test_golden --update`` and says so in its note. Regenerated once since: PixelCNN++'s four
+entries, when its blocks' second convolutions lost the 0.1 initial scale (issue 16, the reference's recipe).
 
 Each registered name is recorded twice: its registered conditioning ("registered") and with class labels and a
 spatial condition ("cond"), so that the conditioning paths of the cached steps are pinned too.

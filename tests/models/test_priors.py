@@ -150,9 +150,13 @@ def chi_square_pvalue(counts: torch.Tensor, probs: torch.Tensor) -> float:
     return chisquare(counts.double().numpy(), expected.numpy()).pvalue
 
 
-def sharpened(model, probs_fn, scales=(1.0, 1.5, 2.0, 3.0, 4.0, 6.0)):
+def sharpened(model, probs_fn, scales=(1.0, 1.5, 2.0, 2.25, 2.5, 3.0, 4.0, 6.0)):
     """Scale the weights (see :func:`sharpen`) until the distribution is far enough from uniform for a chi-square
-    test to have power: the most likely outcome at least twice as likely as the least likely one."""
+    test to have power: the most likely outcome at least twice as likely as the least likely one.
+
+    The steps past 2 are small because the scale compounds over the layers: a tiny PixelCNN++ (about 20 layers
+    deep, no damped residual branches) is near uniform at 2.0, has one certain outcome at 3.0 and is usable at 2.25.
+    """
     done = 1.0
     for scale in scales:
         sharpen(model, scale / done)
