@@ -32,9 +32,9 @@ from einops import rearrange
 from torch.utils.data import DataLoader, TensorDataset
 
 from pixelprior.data import load_dataset
-from pixelprior.data.codes import encode_images
 from pixelprior.distributions import bins_to_input
 from pixelprior.pipelines import PixelPriorPipeline, make_image_grid
+from pixelprior.vqmodel import encode_images
 
 
 def build_vqvae(block_out_channels: list[int], latent_channels: int, num_codes: int) -> VQModel:

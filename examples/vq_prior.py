@@ -26,7 +26,7 @@ import os
 import torch
 
 from pixelprior import VQPriorPipeline
-from pixelprior.data.codes import codes_metadata, encode_to_file
+from pixelprior.data import codes_metadata, encode_to_file
 from pixelprior.pipelines import make_image_grid
 from pixelprior.training import TrainConfig, train
 

@@ -1,5 +1,6 @@
 """pixelprior: autoregressive image priors (the PixelCNN family) for the Hugging Face stack."""
 
+from .data.palette import ColorPalette
 from .models import (
     AutoregressivePrior,
     GatedPixelCNN,
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AutoregressivePrior",
+    "ColorPalette",
     "GatedPixelCNN",
     "ImageGPT",
     "ImageTransformer",

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
-from tqdm.auto import tqdm
 
 from .distributions.base import Generator
+from .progress import progress_bar
 
 if TYPE_CHECKING:
     from .models.modeling_prior import AutoregressivePrior
@@ -172,7 +172,7 @@ def _raster_loop(
     (H, W), B = model.grid_size, x.shape[0]
     h = model.encode_input(x)  # (B, C, H, W) the encoded canvas, updated pixel by pixel
     cache = model.init_cache(B, class_labels, cond) if use_cache else None
-    bar = tqdm(total=H * W, desc="sampling", disable=not progress, leave=False)
+    bar = progress_bar(total=H * W, desc="sampling", disable=not progress, leave=False)
     for i in range(H):
         for j in range(W):
             for channels in dist.channel_steps:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -56,3 +57,23 @@ def test_multiscale_example(tmp_path):
     grid = Image.open(out / "samples.png")
     assert grid.size == (2 * (3 * 30 + 2), 2 * (2 * 30 + 2))  # small images (shown at full size) / full images
     assert (out / "small" / "config.json").exists() and (out / "big" / "config.json").exists()
+
+
+def test_imagegpt_completion_example(tmp_path):
+    """A tiny random-weight transformers Image GPT folder, converted and completing the bottom halves of photos."""
+    transformers = pytest.importorskip("transformers")
+    import json
+
+    import torch
+
+    config = transformers.ImageGPTConfig(n_embd=16, n_layer=1, n_head=2, n_positions=64, vocab_size=17)
+    torch.manual_seed(0)
+    transformers.ImageGPTForCausalImageModeling(config).save_pretrained(tmp_path / "igpt")
+    clusters = (torch.rand(16, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1).tolist()
+    (tmp_path / "igpt" / "preprocessor_config.json").write_text(json.dumps({"clusters": clusters}))
+    out = tmp_path / "completion"
+    args = ["--model", str(tmp_path / "igpt"), "--output_dir", str(out), "--num_crops", "3", "--num_completions", "2"]
+    _run_example("imagegpt_completion.py", *args)
+    grid = Image.open(out / "completions.png")
+    assert grid.size == (16 * (4 * 10 + 2), 16 * (3 * 10 + 2))  # 3 rows of 4 8x8 images (2 px padding, scale 16)
+    assert grid.mode == "RGB"

@@ -7,8 +7,8 @@ import argparse
 from .arguments import positive_float, positive_int
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    """Add the ``sample`` subcommand to ``commands``."""
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``sample`` subcommand to ``commands``; returns its parser."""
     sample = commands.add_parser(
         "sample",
         help="sample a PNG grid from a saved pipeline",
@@ -30,6 +30,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     sample.add_argument("--scale", type=positive_int, default=1, help="magnify the grid by this factor (default: 1)")
     sample.add_argument("--no_cache", action="store_true", help="use the plain reference sampler (slow)")
     sample.set_defaults(handler=run)
+    return sample
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -39,11 +40,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from diffusers.utils import logging as diffusers_logging
 
     from ..pipelines import load_pipeline, make_image_grid
+    from ..training.run_folder import check_writable_file, replace_atomically, writing
 
     if not os.path.isfile(os.path.join(args.pipeline, "model_index.json")):
         parser.error(f"argument --pipeline: expected a folder with a model_index.json, got {args.pipeline!r}")
     if not args.output.lower().endswith(".png"):
         parser.error(f"argument --output: expected a .png file name, got {args.output!r}")
+    check_writable_file(args.output, "--output")  # before sampling, not after
     diffusers_logging.disable_progress_bar()  # the "Loading pipeline components" bar; the sampler keeps its own
     pipe = load_pipeline(args.pipeline)  # a PixelPriorPipeline or a VQPriorPipeline
     pipe.to("cuda" if torch.cuda.is_available() else "cpu")
@@ -61,6 +64,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         progress=True,
     ).images
     grid = make_image_grid(images, cols=args.cols, scale=args.scale)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    grid.save(args.output)
+    with writing(args.output, "the sample grid"), replace_atomically(args.output) as tmp:
+        grid.save(tmp, format="PNG")
     print(f"Wrote {len(images)} samples to {args.output} ({grid.width}x{grid.height}).")

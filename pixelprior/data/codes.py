@@ -1,23 +1,24 @@
-"""The integer codes of a VQ-VAE as a dataset: encode an image dataset once, train a prior on the code grids.
+"""Codes files: the integer codes of a VQ-VAE as a dataset, one safetensors file checked in full when it is read.
 
-A diffusers :class:`~diffusers.VQModel` maps an image ``(C, H, W)`` in ``[-1, 1]`` to a grid ``(h, w)`` of codebook
-indices in ``[0, K)`` (``K = num_vq_embeddings``). :func:`encode_dataset` does it batch by batch;
-:func:`encode_to_file` encodes every split of a named dataset and :func:`save_codes` writes one safetensors file:
+A codes file (written by :func:`save_codes`, through ``pixelprior encode`` / :func:`pixelprior.data.encode_to_file`)
+holds
 
-* tensors ``{split}_codes``: ``(N, 1, h, w)`` int64 codes, and ``{split}_labels``: ``(N,)`` int64 when the image
-  dataset has labels;
-* string metadata (safetensors keeps ``str -> str``; structured values are JSON): ``vqvae_path`` (the absolute
-  folder, or the Hub id, of the VQModel), ``vqvae_config`` (its configuration as JSON) and ``vqvae_config_sha256``
-  (the VQModel's identity), ``num_values`` (= K), ``latent_size`` (``[h, w]``), ``dataset``, ``splits``,
-  ``num_classes``.
+* tensors ``{split}_codes``: ``(N, 1, h, w)`` integer codes in ``[0, K)``, and ``{split}_labels``: ``(N,)`` integer
+  labels in ``[0, num_classes)`` when the image dataset has labels (then every split has them);
+* string metadata (safetensors keeps ``str -> str``; structured values are JSON): ``format`` (``pixelprior.codes``),
+  ``vqvae_path`` (the absolute folder, or the Hub id, of the VQModel), ``vqvae_config`` (its configuration as JSON)
+  and ``vqvae_config_sha256`` (the VQModel's identity, :func:`pixelprior.vqmodel.vqvae_identity`), ``num_values``
+  (= K), ``latent_size`` (``[h, w]``), ``dataset``, ``splits``, ``num_classes``.
 
-:func:`load_codes` reads one split back as a :class:`~pixelprior.data.GridDataset` (``in_channels = 1``,
-``num_values = K``): ``load_dataset("codes:FILE", split)`` and ``pixelprior train --dataset codes:FILE`` use it, and
-:func:`codes_metadata` tells a trainer which VQModel to ship with the prior (a ``VQPriorPipeline``). Nothing is
-pickled.
+Reading checks everything a prior relies on and names the file in a ``ValueError`` otherwise: that it is a complete
+safetensors file of this format (:func:`codes_metadata`: every metadata key, its type, the identity hash, the codebook
+size and latent grid of the recorded VQModel config, each tensor's name, dtype and shape from the header, one grid
+for every split) and, before a split is served (:func:`load_codes`), its values and labels, and that the VQModel it
+names still exists with the same identity. :func:`load_code_splits` gives a trainer both splits and the checked
+VQModel itself in one call, before its first step. Nothing is pickled.
 
 Example:
-    >>> from pixelprior.data.codes import encode_to_file, load_codes, codes_metadata
+    >>> from pixelprior.data import encode_to_file, load_codes, codes_metadata
     >>> encode_to_file("runs/vqvae", "mnist5k", "runs/codes.safetensors")  # doctest: +SKIP
     >>> train = load_codes("runs/codes.safetensors", "train")  # doctest: +SKIP
     >>> codes_metadata("runs/codes.safetensors")["latent_size"]  # doctest: +SKIP
@@ -26,21 +27,18 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from einops import rearrange
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
-from ..distributions import bins_to_input
-from .datasets import SPLITS, GridDataset
+from ..vqmodel import load_vqmodel, load_vqmodel_config, vqvae_folder, vqvae_identity, vqvae_latent_size
+from .grid import SPLITS, GridDataset
 
 if TYPE_CHECKING:
     from diffusers import VQModel
@@ -48,106 +46,9 @@ if TYPE_CHECKING:
 FORMAT = "pixelprior.codes"
 # metadata keys whose values are JSON (the rest are plain strings)
 _JSON_KEYS = ("num_values", "latent_size", "vqvae_config", "splits", "num_classes")
-
-
-def vqvae_identity(vqvae_config: Mapping[str, Any]) -> tuple[str, str]:
-    """The public configuration of a VQModel as canonical JSON, and its SHA-256 (private ``_`` keys, such as the
-    diffusers version, are left out so that the same model saved by another version keeps its identity)."""
-    public = {key: value for key, value in dict(vqvae_config).items() if not key.startswith("_")}
-    text = json.dumps(public, sort_keys=True, default=list)
-    return text, hashlib.sha256(text.encode()).hexdigest()
-
-
-def vqvae_image_size(vqvae_config: Mapping[str, Any]) -> tuple[int, int]:
-    """``(H, W)`` of the images a VQModel is configured for (its ``sample_size``, an int or a pair)."""
-    size = vqvae_config["sample_size"]
-    return (int(size[0]), int(size[1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
-
-
-def vqvae_latent_size(vqvae_config: Mapping[str, Any]) -> tuple[int, int]:
-    """``(h, w)`` of a VQModel's code grid, from its config.
-
-    Each encoder block but the last halves the grid with a stride-2 3x3 convolution after padding one row and one
-    column, so a side ``n`` becomes ``floor(n / 2)``: ``sample_size / 2 ** (len(block_out_channels) - 1)`` when that
-    divides (otherwise the decoder does not give back ``sample_size``).
-    """
-    height, width = vqvae_image_size(vqvae_config)
-    for _ in range(len(vqvae_config["block_out_channels"]) - 1):
-        height, width = height // 2, width // 2
-    return height, width
-
-
-@contextmanager
-def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Run ``module`` in eval mode inside the block and restore its previous mode afterwards.
-
-    A VQModel's outputs differ slightly between train and eval mode (attention kernels), so encoding and decoding
-    always use eval mode, whatever mode the caller left the model in.
-    """
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)
-
-
-@torch.no_grad()
-def encode_images(vqvae: VQModel, images: torch.Tensor) -> torch.Tensor:
-    """The code grid the VQModel's own quantizer picks for float images in ``[-1, 1]`` (in eval mode).
-
-    Shapes:
-        images: ``(B, C, H, W)`` float -> ``(B, h, w)`` long in ``[0, num_vq_embeddings)``
-    """
-    with eval_mode(vqvae):
-        latents = vqvae.encode(images).latents  # (B, D, h, w)
-        _, _, (_, _, indices) = vqvae.quantize(latents)  # indices: (B * h * w,) in raster order
-    return rearrange(indices, "(b h w) -> b h w", b=latents.shape[0], h=latents.shape[2], w=latents.shape[3])
-
-
-def encode_dataset(
-    vqvae: VQModel,
-    dataset: GridDataset,
-    batch_size: int = 64,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Encode every image of ``dataset`` into its code grid, in batches.
-
-    The integer bins are mapped to ``[-1, 1]`` (the diffusers VQModel convention) by the one bins -> float
-    conversion, :func:`pixelprior.distributions.bins_to_input`.
-
-    Args:
-        vqvae: a diffusers ``VQModel`` whose ``in_channels`` and ``sample_size`` match the images.
-        dataset: integer images ``(N, C, H, W)``.
-        batch_size: images per forward pass.
-        device: where to encode; CUDA when available by default. The VQModel is moved there.
-        progress: show a progress bar.
-
-    Returns:
-        ``codes`` ``(N, 1, h, w)`` long in ``[0, num_vq_embeddings)`` (on the CPU) and the dataset's ``(N,)`` labels
-        or ``None``.
-    """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"Expected batch_size to be a positive int, got {batch_size!r}.")
-    config = vqvae.config
-    if dataset.in_channels != config.in_channels:
-        raise ValueError(
-            f"Expected images with the VQModel's in_channels={config.in_channels}, got {dataset.in_channels} channels."
-        )
-    if tuple(dataset.sample_size) != vqvae_image_size(config):
-        got = tuple(dataset.sample_size)
-        raise ValueError(f"Expected images of the VQModel's sample_size {vqvae_image_size(config)}, got {got}.")
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    vqvae = vqvae.to(device)
-    dtype = next(vqvae.parameters()).dtype
-    chunks = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc="encode", disable=not progress):
-        x = dataset.x[start : start + batch_size].to(device)  # (b, C, H, W) long
-        images = bins_to_input(x, dataset.num_values, dtype=dtype)  # (b, C, H, W) in [-1, 1]
-        chunks.append(encode_images(vqvae, images).cpu())  # (b, h, w)
-    codes = rearrange(torch.cat(chunks), "n h w -> n 1 h w")
-    return codes, dataset.labels
+_STRING_KEYS = ("format", "vqvae_path", "vqvae_config_sha256", "dataset")
+# safetensors' names of the integer dtypes (codes and labels must be integers: a float label is no class)
+_INTEGER_DTYPES = ("I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8")
 
 
 def save_codes(
@@ -159,11 +60,13 @@ def save_codes(
     dataset: str,
     num_classes: int | None = None,
 ) -> None:
-    """Write code grids and their provenance to one safetensors file.
+    """Write code grids and their provenance to one safetensors file (atomically: a failed write leaves any previous
+    file at ``path`` untouched).
 
     Args:
         path: the ``.safetensors`` file to write.
-        splits: split name -> ``(codes (N, 1, h, w) integer, labels (N,) or None)``; every split has one grid size.
+        splits: split name -> ``(codes (N, 1, h, w) integer, labels (N,) integer or None)``; every split has one grid
+            size, and labels in every split or in none.
         vqvae_path: the VQModel's folder (stored absolute) or Hub id.
         vqvae_config: the VQModel's ``config``; gives ``num_values`` and the identity hash.
         dataset: the name of the image dataset the codes come from.
@@ -174,20 +77,18 @@ def save_codes(
     num_values = int(vqvae_config["num_vq_embeddings"])
     tensors, latent_size = {}, None
     for split, (codes, labels) in splits.items():
-        if not isinstance(codes, torch.Tensor) or codes.ndim != 4 or codes.shape[1] != 1 or codes.is_floating_point():
-            got = f"{codes.dtype} of shape {tuple(codes.shape)}" if isinstance(codes, torch.Tensor) else type(codes)
-            raise ValueError(f"Expected {split} codes to be an integer tensor of shape (N, 1, h, w), got {got}.")
-        if codes.numel() and (codes.min() < 0 or codes.max() >= num_values):
-            raise ValueError(
-                f"Expected {split} codes in [0, {num_values}), got [{int(codes.min())}, {int(codes.max())}]."
-            )
+        _check_codes_tensor(codes, split, num_values)
         if latent_size not in (None, list(codes.shape[2:])):
             raise ValueError(
                 f"Expected every split on one grid {latent_size}, got {list(codes.shape[2:])} for {split}."
             )
         latent_size = list(codes.shape[2:])
         tensors[f"{split}_codes"] = codes.long().contiguous()
+        if (labels is None) != (num_classes is None):
+            raise ValueError(f"Expected labels in {split} exactly when num_classes is given, got {num_classes=}.")
         if labels is not None:
+            if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
+                raise ValueError(f"Expected {split} labels to be an integer tensor, got {labels!r:.80}.")
             tensors[f"{split}_labels"] = labels.long().contiguous()
     config_json, config_hash = vqvae_identity(vqvae_config)
     metadata = {
@@ -202,79 +103,205 @@ def save_codes(
         "num_classes": json.dumps(num_classes),
     }
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_file(tensors, path, metadata=metadata)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
-def vqvae_folder(vqvae_path: str) -> str:
-    """Where to load a VQModel from: a VQModel folder or Hub id as given, the ``vqvae/`` of a pipeline folder."""
-    if os.path.isfile(os.path.join(vqvae_path, "vqvae", "config.json")):
-        return os.path.join(vqvae_path, "vqvae")
-    return vqvae_path
+def _check_codes_tensor(codes: Any, split: str, num_values: int) -> None:
+    if not isinstance(codes, torch.Tensor) or codes.ndim != 4 or codes.shape[1] != 1 or codes.is_floating_point():
+        got = f"{codes.dtype} of shape {tuple(codes.shape)}" if isinstance(codes, torch.Tensor) else type(codes)
+        raise ValueError(f"Expected {split} codes to be an integer tensor of shape (N, 1, h, w), got {got}.")
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= num_values):
+        raise ValueError(f"Expected {split} codes in [0, {num_values}), got [{int(codes.min())}, {int(codes.max())}].")
 
 
-def encode_to_file(
-    vqvae_path: str,
-    dataset_name: str,
-    output: str,
-    splits: Sequence[str] = SPLITS,
-    batch_size: int = 64,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Encode the ``splits`` of the named image dataset with the VQModel at ``vqvae_path`` into ``output``.
+# ------------------------------------------------------------------------------------------------- reading
 
-    Args:
-        vqvae_path: a folder written by ``VQModel.save_pretrained`` (or a pipeline folder holding ``vqvae/``), or a
-            Hub id.
-        dataset_name: a name :func:`pixelprior.data.load_dataset` knows, e.g. ``"mnist5k"``.
-        output: the ``.safetensors`` file to write.
-        splits: which splits to encode.
-        batch_size: images per forward pass.
-        device: where to encode; CUDA when available by default.
-        progress: show progress bars.
 
-    Returns:
-        The written file's metadata (:func:`codes_metadata`).
-    """
-    from diffusers import VQModel
+@dataclass(frozen=True)
+class _TensorInfo:
+    """What a safetensors header says of a tensor, read before any data is."""
 
-    from .datasets import load_dataset
+    dtype: str
+    shape: tuple[int, ...]
 
-    if not output.endswith(".safetensors"):
-        raise ValueError(f"Expected an output file name ending in .safetensors, got {output!r}.")
-    folder = vqvae_folder(vqvae_path)
-    vqvae = VQModel.from_pretrained(folder)
-    encoded, num_classes = {}, None
-    for split in splits:
-        images = load_dataset(dataset_name, split)
-        encoded[split] = encode_dataset(vqvae, images, batch_size=batch_size, device=device, progress=progress)
-        num_classes = images.num_classes
-    save_codes(
-        output, encoded, vqvae_path=folder, vqvae_config=vqvae.config, dataset=dataset_name, num_classes=num_classes
-    )
-    return codes_metadata(output)
+
+def _read_header(path: str) -> tuple[dict[str, str], dict[str, _TensorInfo]]:
+    """The metadata and the tensors' dtypes and shapes of a safetensors file (no tensor data is read)."""
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        raise ValueError(f"Expected a codes file written by `pixelprior encode`, got {path!r} (no such file).")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"Expected a codes file written by `pixelprior encode`, got {path!r}, which is empty.")
+    try:
+        with safe_open(path, framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            infos = {
+                key: _TensorInfo(f.get_slice(key).get_dtype(), tuple(f.get_slice(key).get_shape())) for key in f.keys()
+            }
+    except (SafetensorError, OSError) as error:
+        raise ValueError(
+            f"Expected a complete safetensors codes file, got {path!r}, which is not one (truncated or another "
+            f"format): {error}"
+        ) from None
+    return metadata, infos
+
+
+def _parse_metadata(path: str, raw: Mapping[str, str]) -> dict[str, Any]:
+    """The metadata with its JSON values decoded; every key present."""
+    if raw.get("format") != FORMAT:
+        raise ValueError(
+            f"Expected a codes file written by `pixelprior encode` (format {FORMAT!r}), got {path!r} with format "
+            f"{raw.get('format')!r}."
+        )
+    missing = [key for key in _STRING_KEYS + _JSON_KEYS if key not in raw]
+    if missing:
+        raise ValueError(f"Expected the metadata keys {missing} in the codes file {path!r}, which lacks them.")
+    metadata: dict[str, Any] = dict(raw)
+    for key in _JSON_KEYS:
+        try:
+            metadata[key] = json.loads(raw[key])
+        except json.JSONDecodeError:
+            raise ValueError(f"Expected JSON for {key!r} in the codes file {path!r}, got {raw[key]!r:.80}.") from None
+    return metadata
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _check_metadata(path: str, meta: Mapping[str, Any]) -> None:
+    """The metadata's types, and its agreement with the VQModel config it records."""
+    problems = []
+    if not _is_int(meta["num_values"], 2):
+        problems.append(f"num_values an int >= 2, got {meta['num_values']!r}")
+    latent = meta["latent_size"]
+    if not (isinstance(latent, list) and len(latent) == 2 and all(_is_int(s, 1) for s in latent)):
+        problems.append(f"latent_size [h, w] of positive ints, got {latent!r}")
+    splits = meta["splits"]
+    names = isinstance(splits, list) and all(isinstance(s, str) for s in splits)
+    if not (names and splits and len(set(splits)) == len(splits) and set(splits) <= set(SPLITS)):
+        problems.append(f"splits a non-empty list of distinct names among {list(SPLITS)}, got {splits!r}")
+    if meta["num_classes"] is not None and not _is_int(meta["num_classes"], 1):
+        problems.append(f"num_classes null or a positive int, got {meta['num_classes']!r}")
+    if not meta["vqvae_path"]:
+        problems.append("a vqvae_path, got ''")
+    config = meta["vqvae_config"]
+    if not isinstance(config, dict):
+        problems.append(f"vqvae_config a JSON object, got {type(config).__name__}")
+    if problems:
+        raise ValueError(f"Expected in the metadata of the codes file {path!r}: {'; '.join(problems)}.")
+    if vqvae_identity(config)[1] != meta["vqvae_config_sha256"]:
+        raise ValueError(
+            f"Expected vqvae_config_sha256 to be the hash of vqvae_config in {path!r}, got another: the metadata was "
+            "edited or damaged."
+        )
+    try:
+        num_codes, grid = int(config["num_vq_embeddings"]), list(vqvae_latent_size(config))
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise ValueError(
+            f"Expected a VQModel's config as vqvae_config in {path!r} (num_vq_embeddings, sample_size, "
+            f"block_out_channels), got one without them ({type(error).__name__}: {error})."
+        ) from None
+    if meta["num_values"] != num_codes:
+        raise ValueError(
+            f"Expected num_values to be the VQModel's codebook size {num_codes} in {path!r}, got {meta['num_values']}."
+        )
+    if latent != grid:
+        raise ValueError(f"Expected latent_size to be the VQModel's latent grid {grid} in {path!r}, got {latent}.")
+
+
+def _check_tensor_infos(path: str, meta: Mapping[str, Any], infos: Mapping[str, _TensorInfo]) -> None:
+    """Names, dtypes and shapes from the header: each split's codes on the latent grid, labels where expected."""
+    kinds = ("codes", "labels") if meta["num_classes"] is not None else ("codes",)
+    expected = {f"{split}_{kind}" for split in meta["splits"] for kind in kinds}
+    if set(infos) != expected:
+        missing, extra = sorted(expected - set(infos)), sorted(set(infos) - expected)
+        raise ValueError(
+            f"Expected the tensors {sorted(expected)} in {path!r} (splits {meta['splits']}, num_classes "
+            f"{meta['num_classes']}), got {sorted(infos)}: missing {missing}, unexpected {extra}."
+        )
+    h, w = meta["latent_size"]
+    for split in meta["splits"]:
+        codes = infos[f"{split}_codes"]
+        if codes.dtype not in _INTEGER_DTYPES or len(codes.shape) != 4 or codes.shape[1:] != (1, h, w):
+            raise ValueError(
+                f"Expected {split}_codes in {path!r} to be integer codes of shape (N, 1, {h}, {w}) (one channel, the "
+                f"latent grid), got {codes.dtype} of shape {codes.shape}."
+            )
+        labels = infos.get(f"{split}_labels")
+        if labels is not None and (labels.dtype not in _INTEGER_DTYPES or labels.shape != codes.shape[:1]):
+            raise ValueError(
+                f"Expected {split}_labels in {path!r} to be integer labels of shape ({codes.shape[0]},), got "
+                f"{labels.dtype} of shape {labels.shape}."
+            )
 
 
 def codes_metadata(path: str) -> dict[str, Any]:
-    """The provenance stored with a codes file.
+    """The provenance stored with a codes file, after checking the whole file but its values (a header read).
 
     Returns:
         ``{"format", "vqvae_path", "vqvae_config" (dict), "vqvae_config_sha256", "num_values" (int),
         "latent_size" ([h, w]), "dataset", "splits" (list), "num_classes" (int or None)}``.
+
+    Raises:
+        ValueError: naming the file, if it is missing, empty, truncated or not a safetensors file, lacks a metadata
+            key, has a value of the wrong type, a config hash, codebook size or latent grid that disagrees with the
+            recorded VQModel config, or a tensor that is missing, unexpected, not integer or off the latent grid.
     """
-    if not os.path.isfile(path):
-        raise ValueError(f"Expected a codes file written by `pixelprior encode`, got {path!r} (no such file).")
+    raw, infos = _read_header(path)
+    meta = _parse_metadata(path, raw)
+    _check_metadata(path, meta)
+    _check_tensor_infos(path, meta, infos)
+    return meta
+
+
+def check_vqvae_of_codes(path: str, meta: Mapping[str, Any]) -> str:
+    """Check that the VQModel a codes file names still exists and is the one its codes came from (same config
+    identity, so the same codebook size and grid); return the folder (or Hub id) to load it from.
+
+    Only its config is read; :func:`load_code_splits` loads the weights too.
+    """
+    try:
+        config = load_vqmodel_config(meta["vqvae_path"])
+    except ValueError as error:
+        raise ValueError(f"Expected the VQModel recorded in the codes file {path!r} to load: {error}") from None
+    if vqvae_identity(config)[1] != meta["vqvae_config_sha256"]:
+        raise ValueError(
+            f"Expected the VQModel at {meta['vqvae_path']!r} to be the one the codes file {path!r} was encoded "
+            "with, got a VQModel with another config: re-encode the dataset (pixelprior encode) with it."
+        )
+    return vqvae_folder(meta["vqvae_path"])
+
+
+def _load_split(path: str, meta: Mapping[str, Any], split: str) -> GridDataset:
+    """One split's tensors (only that split's are read), with their values checked."""
     with safe_open(path, framework="pt") as f:
-        metadata = dict(f.metadata() or {})
-    if metadata.get("format") != FORMAT:
-        raise ValueError(f"Expected a codes file written by `pixelprior encode` ({FORMAT}), got {path!r}.")
-    for key in _JSON_KEYS:
-        metadata[key] = json.loads(metadata[key])
-    return metadata
+        codes = f.get_tensor(f"{split}_codes")
+        labels = f.get_tensor(f"{split}_labels") if meta["num_classes"] is not None else None
+    num_values = meta["num_values"]
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= num_values):
+        raise ValueError(
+            f"Expected {split}_codes in [0, {num_values}) (the codebook size) in {path!r}, got values in "
+            f"[{int(codes.min())}, {int(codes.max())}]."
+        )
+    if labels is not None and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= meta["num_classes"]):
+        raise ValueError(
+            f"Expected {split}_labels in [0, {meta['num_classes']}) in {path!r}, got labels in "
+            f"[{int(labels.min())}, {int(labels.max())}]."
+        )
+    return GridDataset(codes, num_values=num_values, labels=labels, num_classes=meta["num_classes"])
 
 
 def load_codes(path: str, split: str) -> GridDataset:
     """One split of a codes file as a dataset of ``(1, h, w)`` grids with ``num_values`` = the codebook size.
+
+    The whole file is checked (:func:`codes_metadata`), then that the VQModel it names still exists and is the same
+    (:func:`check_vqvae_of_codes`), then the split's values and labels.
 
     Example:
         >>> from pixelprior.data.codes import load_codes
@@ -282,13 +309,39 @@ def load_codes(path: str, split: str) -> GridDataset:
         >>> train.in_channels, train.num_values, train.sample_size  # doctest: +SKIP
         (1, 16, (7, 7))
     """
-    metadata = codes_metadata(path)
-    if split not in metadata["splits"]:
-        raise ValueError(f"Expected split to be one of {metadata['splits']} in {path!r}, got {split!r}.")
-    tensors = load_file(path)
-    return GridDataset(
-        tensors[f"{split}_codes"],
-        num_values=metadata["num_values"],
-        labels=tensors.get(f"{split}_labels"),
-        num_classes=metadata["num_classes"] if f"{split}_labels" in tensors else None,
-    )
+    meta = codes_metadata(path)
+    if split not in meta["splits"]:
+        raise ValueError(f"Expected split to be one of {meta['splits']} in {path!r}, got {split!r}.")
+    check_vqvae_of_codes(path, meta)
+    return _load_split(path, meta, split)
+
+
+@dataclass
+class CodeSplits:
+    """Everything a prior over a codes file is trained and shipped with: both splits, and their VQModel."""
+
+    train: GridDataset
+    test: GridDataset
+    vqvae: VQModel
+    metadata: dict[str, Any]
+
+
+def load_code_splits(path: str) -> CodeSplits:
+    """The train and test splits of a codes file and the VQModel they were encoded with, all checked: call it before
+    the first training step, so that no failure of the file or the VQModel can come after the work.
+
+    Raises:
+        ValueError: as :func:`load_codes` for either split, if the file lacks a train or test split, or if the
+            VQModel's weights are missing or do not fit its config.
+    """
+    meta = codes_metadata(path)
+    missing = [split for split in SPLITS if split not in meta["splits"]]
+    if missing:
+        raise ValueError(f"Expected the splits {list(SPLITS)} in the codes file {path!r}, got {meta['splits']}.")
+    folder = check_vqvae_of_codes(path, meta)
+    try:
+        vqvae = load_vqmodel(folder)
+    except ValueError as error:
+        raise ValueError(f"Expected the VQModel recorded in the codes file {path!r} to load: {error}") from None
+    train, test = (_load_split(path, meta, split) for split in SPLITS)
+    return CodeSplits(train=train, test=test, vqvae=vqvae, metadata=meta)

@@ -41,20 +41,30 @@ def parse_hf_spec(arg: str) -> tuple[str, str | None, str | None]:
 def _import_datasets() -> Any:
     try:
         import datasets
-    except ImportError as error:
-        raise ImportError(
-            "hf: datasets need the Hugging Face `datasets` package: pip install datasets "
-            '(or pip install "pixelprior[data]").'
-        ) from error
+    except ImportError:
+        raise ValueError(
+            "Expected the Hugging Face `datasets` package for an hf: dataset, but it is not installed: pip install "
+            'datasets (or pip install "pixelprior[data]").'
+        ) from None
     return datasets
 
 
 def _open(name: str) -> dict[str, Any]:
-    """The splits of the dataset ``name`` (a dict of ``datasets.Dataset``)."""
+    """The splits of the dataset ``name`` (a dict of ``datasets.Dataset``).
+
+    Every failure to open it — a Hub id offline or unknown, a damaged saved folder — is a ``ValueError`` naming it.
+    """
     datasets = _import_datasets()
     path = os.path.expanduser(name)
     saved = any(os.path.exists(os.path.join(path, f)) for f in ("dataset_dict.json", "state.json"))
-    loaded = datasets.load_from_disk(path) if saved else datasets.load_dataset(name)
+    try:
+        loaded = datasets.load_from_disk(path) if saved else datasets.load_dataset(name)
+    except (OSError, ValueError, KeyError) as error:
+        # OSError: ConnectionError offline, DatasetNotFoundError, missing files; ValueError: pyarrow's ArrowInvalid
+        where = "the folder saved with save_to_disk" if saved else "a Hub id (needs the network or its cache)"
+        raise ValueError(
+            f"Expected hf:{name} to open as {where}, got {type(error).__name__}: {str(error)[:300]}"
+        ) from None
     return {"train": loaded} if isinstance(loaded, datasets.Dataset) else dict(loaded)
 
 
@@ -66,6 +76,48 @@ def _pick(columns: list[str], given: str | None, defaults: tuple[str, ...], what
     return next((c for c in defaults if c in columns), None)
 
 
+def _splits_of(name: str) -> dict[str, Any]:
+    """``{"train": ..., "test": ...}`` (``test`` only when the dataset has one), keyed by pixelprior's split names."""
+    splits = _open(name)
+    train_key = "train" if "train" in splits else (next(iter(splits)) if len(splits) == 1 else None)
+    test_key = next((k for k in TEST_SPLITS if k in splits), None)
+    if train_key is None:
+        raise ValueError(f"Expected a 'train' split (or a single split) in {name!r}, got splits {sorted(splits)}.")
+    return {"train": (train_key, splits[train_key])} | ({"test": (test_key, splits[test_key])} if test_key else {})
+
+
+def _encoded_images(datasets: Any, part: Any, column: str, where: str) -> tuple[list[str | bytes], list[str]]:
+    """The encoded images (bytes or paths) of a column, without decoding them, and how errors name each row."""
+    sources, names = [], []
+    for row, item in enumerate(part.cast_column(column, datasets.Image(decode=False))[column]):
+        name = f"row {row} of {where}"
+        source = None if item is None else (item["bytes"] if item.get("bytes") is not None else item.get("path"))
+        if source is None:
+            raise ValueError(f"Expected an image in column {column!r} of every row, got none in {name}.")
+        sources.append(source)
+        names.append(name if isinstance(source, bytes) else f"{source!r} ({name})")
+    return sources, names
+
+
+def _labels(datasets: Any, part: Any, column: str, where: str) -> np.ndarray:
+    """The integer labels of a column, checked: a ClassLabel or an integer column, every value a class ``>= 0``."""
+    feature = part.features[column]
+    dtype = getattr(feature, "dtype", None)
+    if not isinstance(feature, datasets.ClassLabel) and not (
+        isinstance(dtype, str) and dtype.startswith(("int", "uint"))
+    ):
+        raise ValueError(
+            f"Expected the label column {column!r} of {where} to be a ClassLabel or integers, got {feature!r:.120}."
+        )
+    values = part[column]
+    if any(v is None for v in values):
+        raise ValueError(f"Expected a label in every row of column {column!r} of {where}, got empty ones.")
+    labels = np.asarray(values, dtype=np.int64)
+    if len(labels) and int(labels.min()) < 0:  # ClassLabel's -1 means "no label" (the unlabelled test set of some)
+        raise ValueError(f"Expected labels >= 0 in column {column!r} of {where}, got {int(labels.min())}.")
+    return labels
+
+
 def load_hf(
     arg: str, split: str, resolution: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, int | None, list[str] | None]:
@@ -74,19 +126,18 @@ def load_hf(
     Returns:
         ``x`` ``(N, C, H, W)`` uint8, ``labels`` ``(N,)`` int64 or ``None``, the number of classes or ``None``, the
         class names (a ``ClassLabel``'s) or ``None``.
+
+    Raises:
+        ValueError: the ``datasets`` package is missing, the dataset cannot be opened (offline, unknown, damaged), it
+            lacks an image column, has labels that are not classes, or a row's image cannot be read (naming the row).
     """
     if split not in ("train", "test"):
         raise ValueError(f"Expected split to be 'train' or 'test', got {split!r}.")
     name, image_column, label_column = parse_hf_spec(arg)
     datasets = _import_datasets()
-    splits = _open(name)
-    train_key = "train" if "train" in splits else (next(iter(splits)) if len(splits) == 1 else None)
-    test_key = next((k for k in TEST_SPLITS if k in splits), None)
-    if train_key is None:
-        raise ValueError(f"Expected a 'train' split (or a single split) in {name!r}, got splits {sorted(splits)}.")
-    parts = {"train": splits[train_key]} | ({"test": splits[test_key]} if test_key else {})
+    parts = _splits_of(name)
 
-    first = parts["train"]
+    first = parts["train"][1]
     image_column = _pick(first.column_names, image_column, IMAGE_COLUMNS, "image")
     if image_column is None or not isinstance(first.features[image_column], datasets.Image):
         got = {c: type(f).__name__ for c, f in first.features.items()}
@@ -97,12 +148,12 @@ def load_hf(
     label_column = _pick(first.column_names, label_column, LABEL_COLUMNS, "label")
 
     # Encoded images (paths or bytes), read through pixelprior.data.images like an image folder.
-    sources, labels = {}, {}
-    for key, part in parts.items():
-        column = part.cast_column(image_column, datasets.Image(decode=False))[image_column]
-        sources[key] = [item["bytes"] if item.get("bytes") is not None else item["path"] for item in column]
-        labels[key] = None if label_column is None else np.asarray(part[label_column], dtype=np.int64)
-    channels = inspect_images([s for part in sources.values() for s in part], resolution)
+    sources, names, labels = {}, {}, {}
+    for key, (original, part) in parts.items():
+        where = f"the {original!r} split of hf:{name}"
+        sources[key], names[key] = _encoded_images(datasets, part, image_column, where)
+        labels[key] = None if label_column is None else _labels(datasets, part, label_column, where)
+    channels = inspect_images(sum(sources.values(), []), resolution, names=sum(names.values(), []))
 
     class_names = num_classes = None
     if label_column is not None:
@@ -113,9 +164,9 @@ def load_hf(
             num_classes = int(max(int(part.max()) for part in labels.values() if len(part))) + 1
 
     if "test" in parts:
-        chosen, chosen_labels = sources[split], labels[split]
+        chosen, chosen_names, chosen_labels = sources[split], names[split], labels[split]
     else:
         index = fixed_split(len(sources["train"]), split, labels["train"])
-        chosen = [sources["train"][i] for i in index]
+        chosen, chosen_names = [sources["train"][i] for i in index], [names["train"][i] for i in index]
         chosen_labels = None if labels["train"] is None else labels["train"][index]
-    return decode_images(chosen, channels, resolution), chosen_labels, num_classes, class_names
+    return decode_images(chosen, channels, resolution, names=chosen_names), chosen_labels, num_classes, class_names

@@ -15,6 +15,11 @@ Modes (PIL's):
   Transparent images raise ``ValueError``: flattening them onto a background is the user's choice, not ours.
 * 16-bit and float images (``I;16``, ``I``, ``F``) raise ``ValueError``: every source is 8-bit.
 
+Bad files: every failure of a file — missing, unreadable, not a regular file, empty, truncated, not an image (text
+saved as ``.png``), corrupt, or a decompression bomb (more pixels than PIL's ``Image.MAX_IMAGE_PIXELS``, 89.5 million
+by default: PIL only warns up to twice that) — is a ``ValueError`` that names the file (its path, or the name the
+source gives an image held as bytes, e.g. a Hugging Face dataset's row).
+
 Resizing (``resolution``, an int for a square or ``(H, W)``): the largest centred box with the target's aspect ratio
 is cropped and resized to the target with PIL's (antialiased) bilinear filter, as diffusers' training scripts do
 (``Resize`` + ``CenterCrop``). Images already of the target size are left untouched.
@@ -24,8 +29,13 @@ from __future__ import annotations
 
 import io
 import os
+import stat
+import struct
+import warnings
+import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image
@@ -53,37 +63,108 @@ def parse_resolution(resolution: int | Sequence[int] | None) -> tuple[int, int] 
     return (resolution[0], resolution[1])
 
 
-def open_image(source: ImageSource) -> Image.Image:
-    """Open an image lazily (PIL reads the header now, the pixels when asked)."""
-    return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+def _check_file(source: ImageSource, name: str) -> None:
+    """A path must be a regular, non-empty file (opening a FIFO named ``x.png`` would block for ever); bytes must be
+    non-empty."""
+    if isinstance(source, bytes):
+        if not source:
+            raise ValueError(f"Expected an image file, got {name}, which is empty (0 bytes).")
+        return
+    try:
+        info = os.stat(source)  # follows links: a broken one fails here
+    except OSError as error:
+        raise ValueError(f"Expected a readable image file, got {name}: {error.strerror or error}.") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"Expected an image file, got {name}, which is not a regular file.")
+    if info.st_size == 0:
+        raise ValueError(f"Expected an image file, got {name}, which is empty (0 bytes).")
 
 
-def _name(source: ImageSource, index: int) -> str:
-    return f"image {index}" if isinstance(source, bytes) else os.fspath(source)
+# What PIL raises for a file it cannot read (its decoders raise more than OSError: SyntaxError for a broken PNG,
+# ValueError for an oversized text chunk, struct.error or EOFError for short headers).
+_PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error, zlib.error)
 
 
-def inspect_images(sources: Sequence[ImageSource], resolution: tuple[int, int] | None) -> int:
+@contextmanager
+def _pil_errors(name: str) -> Iterator[None]:
+    """Make every failure of PIL on one file a ValueError naming it; a decompression bomb is refused, not warned of."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ValueError(
+            f"Expected images of at most PIL's Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels (a guard "
+            f"against decompression bombs; raise it to read larger images), got {name}: {error}"
+        ) from None
+    except _PIL_ERRORS as error:
+        raise ValueError(
+            f"Expected an image file PIL can decode, got {name}, which is not one (corrupt, truncated or another "
+            f"format): {type(error).__name__}: {error}"
+        ) from None
+
+
+def open_image(source: ImageSource, name: str | None = None) -> Image.Image:
+    """Open an image lazily (PIL reads the header now, the pixels when asked), checked: any failure of the file is a
+    ``ValueError`` naming it (``name``, by default its path or ``"image"``)."""
+    name = name if name is not None else _name(source, None)
+    _check_file(source, name)
+    with _pil_errors(name):
+        return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+
+
+def _decoded(image: Image.Image, name: str) -> Image.Image:
+    """``image`` with its pixels read (where a truncated or corrupt file fails)."""
+    with _pil_errors(name):
+        image.load()
+    return image
+
+
+def _name(source: ImageSource, index: int | None, names: Sequence[str] | None = None) -> str:
+    if names is not None:
+        return names[index]
+    if isinstance(source, bytes):
+        return "image" if index is None else f"image {index}"
+    return repr(os.fspath(source))
+
+
+def _check_names(sources: Sequence[ImageSource], names: Sequence[str] | None) -> None:
+    if names is not None and len(names) != len(sources):
+        raise ValueError(f"Expected one name per image ({len(sources)}), got {len(names)} names.")
+
+
+def inspect_images(
+    sources: Sequence[ImageSource], resolution: tuple[int, int] | None, names: Sequence[str] | None = None
+) -> int:
     """Read the headers of every image of a source; return its channels (1 or 3) and check that it is usable.
 
+    Args:
+        sources: the images, as paths or encoded bytes.
+        resolution: ``(H, W)`` they will be resized to, or ``None`` (then all must share one size).
+        names: how errors name each image (default: its path, or ``"image INDEX"`` for bytes).
+
     Raises:
-        ValueError: if there is no image, an image has a mode that is not 8-bit or transparent pixels, or the images
-            have several sizes and no ``resolution`` is given (the message names the sizes found).
+        ValueError: if there is no image, a file cannot be read as an image (named), an image has a mode that is not
+            8-bit or transparent pixels, or the images have several sizes and no ``resolution`` is given (the message
+            names the sizes found).
     """
     if not sources:
         raise ValueError("Expected at least one image, got none.")
+    _check_names(sources, names)
     sizes: Counter = Counter()
     gray = True
     for index, source in enumerate(sources):
-        with open_image(source) as image:
+        name = _name(source, index, names)
+        with open_image(source, name) as image:
             if image.mode not in GRAY_MODES + COLOR_MODES:
                 raise ValueError(
                     f"Expected 8-bit images (PIL modes {', '.join(GRAY_MODES + COLOR_MODES)}), "
-                    f"got mode {image.mode!r} in {_name(source, index)}."
+                    f"got mode {image.mode!r} in {name}."
                 )
             gray = gray and image.mode in GRAY_MODES
             sizes[image.size] += 1
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                _opaque(image, _name(source, index))  # decodes the image: only those with alpha
+                _opaque(_decoded(image, name), name)  # decodes the image: only those with alpha
     if resolution is None and len(sizes) > 1:
         found = ", ".join(f"{h}x{w} ({n} images)" for (w, h), n in sorted(sizes.items()))
         raise ValueError(f"Expected images of one size (HxW), or a resolution to resize them to, got sizes {found}.")
@@ -113,21 +194,27 @@ def fit_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 def decode_images(
-    sources: Sequence[ImageSource], channels: int, resolution: tuple[int, int] | None = None
+    sources: Sequence[ImageSource],
+    channels: int,
+    resolution: tuple[int, int] | None = None,
+    names: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Decode images into one 8-bit array, converting each to ``channels`` and resizing it to ``resolution``.
 
-    ``channels`` comes from :func:`inspect_images` over the whole source (both splits), so that every split agrees.
+    ``channels`` comes from :func:`inspect_images` over the whole source (both splits), so that every split agrees;
+    ``names`` as there. A file that fails to decode (truncated, corrupt) is a ``ValueError`` naming it.
 
     Shapes:
         ``len(sources)`` images -> ``(N, C, H, W)`` uint8
     """
     if channels not in (1, 3):
         raise ValueError(f"Expected channels to be 1 or 3, got {channels!r}.")
+    _check_names(sources, names)
     arrays = []
     for index, source in enumerate(sources):
-        with open_image(source) as image:
-            image = _opaque(image, _name(source, index)).convert("L" if channels == 1 else "RGB")
+        name = _name(source, index, names)
+        with open_image(source, name) as image:
+            image = _opaque(_decoded(image, name), name).convert("L" if channels == 1 else "RGB")
             if resolution is not None:
                 image = fit_image(image, resolution)
             arrays.append(np.asarray(image, dtype=np.uint8).reshape(image.height, image.width, channels))

@@ -18,10 +18,12 @@ import os
 
 import torch
 from einops import rearrange
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..distributions import bins_to_images, images_to_bins
 
+PRETRAINED_FILE = "palette.safetensors"  # the file of a palette folder (a pipeline component)
 _INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 
@@ -143,6 +145,23 @@ class ColorPalette:
         colors = images_to_bins(self.centers.to(ids.device), self.num_values)  # (k, 3)
         return rearrange(colors[ids[:, 0].long()], "b h w c -> b c h w")
 
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Write the palette into a folder as ``palette.safetensors``: the ``palette`` component of a
+        :class:`~pixelprior.PixelPriorPipeline` folder, which ``DiffusionPipeline.save_pretrained`` calls."""
+        os.makedirs(save_directory, exist_ok=True)
+        self.save(os.path.join(save_directory, PRETRAINED_FILE))
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike) -> ColorPalette:
+        """Read a palette written by :meth:`save_pretrained` (safetensors; nothing is unpickled)."""
+        path = os.path.join(folder, PRETRAINED_FILE)
+        if not os.path.isfile(path):
+            raise ValueError(f"Expected a palette folder holding {PRETRAINED_FILE}, got {os.fspath(folder)!r}.")
+        try:
+            return cls.load(path)
+        except SafetensorError as error:
+            raise ValueError(f"Expected a safetensors palette file, got {path!r}: {error}") from None
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the centres and ``num_values`` to a safetensors file."""
         save_file({"centers": self.centers.contiguous()}, str(path), metadata={"num_values": str(self.num_values)})
@@ -153,5 +172,10 @@ class ColorPalette:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:
-            num_values = int(f.metadata()["num_values"])
-        return cls(load_file(str(path))["centers"], num_values)
+            metadata, keys = f.metadata() or {}, set(f.keys())
+        if keys != {"centers"} or not str(metadata.get("num_values", "")).isdigit():
+            raise ValueError(
+                f"Expected a palette file with one tensor 'centers' and metadata num_values, got tensors "
+                f"{sorted(keys)} and metadata {metadata} in {os.fspath(path)!r}."
+            )
+        return cls(load_file(str(path))["centers"], int(metadata["num_values"]))

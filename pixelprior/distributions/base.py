@@ -83,6 +83,24 @@ class Likelihood(abc.ABC):
         """
 
     @abc.abstractmethod
+    def channel_log_pmf(self, params: torch.Tensor, x: torch.Tensor, channel: int) -> torch.Tensor:
+        """Log-probability of every value of one channel of a position, given the values of its earlier channels.
+
+        What a lossless coder reads: the channels of a position are coded one at a time, in order, each from this
+        pmf, and the sum over the channels of the log-pmf at the true values is :meth:`log_prob` at that position
+        (a test holds this). Computed in float64 whatever the dtype of ``params``, so that the pmf is as close to
+        the model's as the network output allows; both sides of a code compute it from the same parameters.
+
+        Args:
+            params: ``(B, num_params)`` the network output at the position.
+            x: ``(B, C)`` long, the position's values; only channels ``< channel`` are read.
+            channel: the channel whose pmf is wanted.
+
+        Returns:
+            ``(B, num_values)`` float64 log-probabilities in nats.
+        """
+
+    @abc.abstractmethod
     def sample(
         self,
         params: torch.Tensor,

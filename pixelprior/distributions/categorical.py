@@ -51,6 +51,10 @@ class CategoricalLikelihood(Likelihood):
         picked = logp.gather(2, x.unsqueeze(2)).squeeze(2)  # (B, C, H, W)
         return picked.sum(1)
 
+    def channel_log_pmf(self, params: torch.Tensor, x: torch.Tensor, channel: int) -> torch.Tensor:
+        # The network already conditioned this channel's logits on the earlier channels (channel_steps): x is unused.
+        return F.log_softmax(self.logits(params)[:, channel].double(), dim=-1)  # (B, K)
+
     def sample(
         self,
         params: torch.Tensor,

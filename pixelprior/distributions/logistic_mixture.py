@@ -98,11 +98,14 @@ class LogisticMixtureLikelihood(Likelihood):
             shifted[c] = shifted[c] + coeffs[:, p] * v[:, d]
         return torch.stack(shifted, dim=1)
 
-    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _bin_log_prob(self, bins: torch.Tensor, centred: torch.Tensor, log_scales: torch.Tensor) -> torch.Tensor:
+        """Log-mass of bins under discretized logistics, with the edge bins' tails and the safe branches.
+
+        Shapes:
+            bins: integer bins, centred: ``v - mean`` at each bin's centre ``v``, log_scales (already floored): any
+            shapes broadcasting together -> their broadcast shape
+        """
         K = self.num_values
-        logits, means, log_scales, coeffs = self.split(params)  # (B, M, H, W), (B, C, M, H, W), ...
-        v = bins_to_input(x, K, dtype=params.dtype).unsqueeze(2)  # (B, C, 1, H, W)
-        centred = v - self._coupled_means(means, coeffs, v)
         inv_s = torch.exp(-log_scales)
         half_bin = 1.0 / (K - 1)
         plus_in = inv_s * (centred + half_bin)
@@ -117,10 +120,36 @@ class LogisticMixtureLikelihood(Likelihood):
             torch.log(cdf_delta.clamp(min=1e-12)),
             log_pdf_mid + math.log(2.0 * half_bin),
         )
-        bins = x.unsqueeze(2)  # (B, C, 1, H, W)
-        log_probs = torch.where(bins == 0, log_cdf_plus, torch.where(bins == K - 1, log_one_minus_cdf_min, inner))
+        return torch.where(bins == 0, log_cdf_plus, torch.where(bins == K - 1, log_one_minus_cdf_min, inner))
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        logits, means, log_scales, coeffs = self.split(params)  # (B, M, H, W), (B, C, M, H, W), ...
+        v = bins_to_input(x, self.num_values, dtype=params.dtype).unsqueeze(2)  # (B, C, 1, H, W)
+        centred = v - self._coupled_means(means, coeffs, v)
+        log_probs = self._bin_log_prob(x.unsqueeze(2), centred, log_scales)  # (B, C, M, H, W)
         joint = log_probs.sum(1) + F.log_softmax(logits, dim=1)  # (B, M, H, W)
         return torch.logsumexp(joint, dim=1)
+
+    def channel_log_pmf(self, params: torch.Tensor, x: torch.Tensor, channel: int) -> torch.Tensor:
+        """The exact conditional pmf of channel ``c`` given channels ``< c``: R, then G given R, then B given R and G.
+
+        The mixture weights are reweighted by the earlier channels, ``w_m ∝ pi_m prod_{d < c} L_m(x_d)``, and
+        ``p(x_c | x_<c) = sum_m w_m L_m(x_c | x_<c)``; the product over the channels telescopes to the joint
+        :meth:`log_prob` of the pixel (each factor uses the same per-bin masses as :meth:`log_prob`).
+        """
+        K = self.num_values
+        if not 0 <= channel < self.in_channels:
+            raise ValueError(f"Expected a channel in [0, {self.in_channels}), got {channel!r}.")
+        logits, means, log_scales, coeffs = self.split(params.double())  # (B, M), (B, C, M), (B, C, M), (B, P, M)
+        v = bins_to_input(x, K, dtype=torch.float64).unsqueeze(2)  # (B, C, 1)
+        coupled = self._coupled_means(means, coeffs, v)  # (B, C, M): channel c's means read channels < c only
+        log_w = F.log_softmax(logits, dim=1)  # (B, M)
+        for d in range(channel):
+            log_w = log_w + self._bin_log_prob(x[:, d : d + 1], v[:, d] - coupled[:, d], log_scales[:, d])
+        bins = torch.arange(K, device=params.device)  # (K,)
+        centred = bins_to_input(bins, K, dtype=torch.float64) - coupled[:, channel].unsqueeze(-1)  # (B, M, K)
+        log_l = self._bin_log_prob(bins, centred, log_scales[:, channel].unsqueeze(-1))  # (B, M, K)
+        return torch.logsumexp(log_w.unsqueeze(-1) + log_l, dim=1) - torch.logsumexp(log_w, dim=1, keepdim=True)
 
     def sample(
         self,

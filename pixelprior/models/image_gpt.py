@@ -17,15 +17,27 @@ Architecture (``D = hidden_channels``):
   ``t - 1``, position 0 a learned start token (one per class when ``num_classes`` is set: class conditioning);
   plus a learned position embedding, plus (``cond_channels``) a linear projection of the condition at the pixel
   of position ``t`` (the condition is fully observed, so this is causal);
-* ``num_layers`` **pre-norm blocks** ([2]): ``x + attn(LN(x))`` with causal multi-head self-attention
+* ``num_layers`` **pre-norm blocks** ([2]): ``x + attn(N(x))`` with causal multi-head self-attention
   (:func:`torch.nn.functional.scaled_dot_product_attention`, ``is_causal=True``: position ``t`` attends to
-  positions ``<= t``, which hold values ``< t``), then ``x + MLP(LN(x))`` with a ``4 D`` GELU MLP;
-* a final LayerNorm and a linear head to ``num_values`` logits per position, laid out as the categorical
+  positions ``<= t``, which hold values ``< t``), then ``x + MLP(N(x))`` with a ``4 D`` MLP;
+* a final norm ``N`` and a linear head to ``num_values`` logits per position, laid out as the categorical
   likelihood expects (the logits of channel ``c`` of pixel ``(i, j)`` are maps ``c K .. (c + 1) K - 1`` at
   ``(i, j)``).
 
-LayerNorm normalizes each position on its own, so nothing mixes positions but the causal attention: position
-``t`` depends on every value ``< t`` (no blind spot) and on nothing else.
+**The norm and the activation** (``norm_type``, ``activation``). The defaults are GPT-2's ([2]):
+``norm_type="layer_norm"`` (:class:`torch.nn.LayerNorm`, ``(x - mean(x)) / sqrt(var(x) + eps) * g + b``) and
+``activation="gelu"`` (the erf GELU). OpenAI's released Image GPT models ([1]; ``openai/imagegpt-small``,
+``-medium``, ``-large`` in transformers) use two others, and ``norm_type="rms_norm", activation="quick_gelu"`` is
+exactly that network:
+
+* ``"rms_norm"``: ``x / sqrt(mean(x^2) + eps) * g`` (:class:`torch.nn.RMSNorm`; no mean subtraction, no bias),
+  transformers' ``ImageGPTLayerNorm``;
+* ``"quick_gelu"``: ``x * sigmoid(1.702 x)`` (:func:`pixelprior.nn.quick_gelu`), transformers' ``quick_gelu``.
+
+The registered ``image_gpt_small`` / ``_medium`` / ``_large`` are the three published models with these options
+(:mod:`pixelprior.converters.imagegpt` loads their weights). With either choice the norm acts on each position on
+its own, so nothing mixes positions but the causal attention: position ``t`` depends on every value ``< t`` (no
+blind spot) and on nothing else.
 
 **Encoded input.** :meth:`ImageGPT.encode_input` keeps the values as floats (``(B, C, H, W)``, integer-valued).
 The token embedding of a value ``v`` interpolates linearly between the embedding rows ``floor(v)`` and
@@ -69,6 +81,7 @@ from diffusers.configuration_utils import register_to_config
 from einops import rearrange, repeat
 from torch import nn
 
+from ..nn.activations import QuickGELU
 from ..nn.attention import KeyValueCache
 from .modeling_prior import AutoregressivePrior
 from .registry import register_prior, register_prior_class
@@ -111,26 +124,43 @@ class CausalSelfAttention(nn.Module):
         return self.proj(cache.attend(q, t + 1))
 
 
+NORMS = ("layer_norm", "rms_norm")
+ACTIVATIONS = ("gelu", "quick_gelu")
+NORM_EPS = 1e-5  # GPT-2's and iGPT's epsilon (transformers' layer_norm_epsilon of the published models)
+
+
+def make_norm(norm: str, channels: int) -> nn.Module:
+    """The per-position norm: ``"layer_norm"`` (GPT-2, mean and variance, with a bias) or ``"rms_norm"`` (iGPT:
+    ``x / sqrt(mean(x^2) + eps) * g``)."""
+    if norm == "rms_norm":
+        return nn.RMSNorm(channels, eps=NORM_EPS)
+    return nn.LayerNorm(channels, eps=NORM_EPS)
+
+
 class Block(nn.Module):
-    """Pre-norm transformer block of GPT-2: ``x + attn(LN(x))``, then ``x + MLP(LN(x))`` (``4 D`` GELU MLP).
+    """Pre-norm transformer block of GPT-2: ``x + attn(N(x))``, then ``x + MLP(N(x))`` (``4 D`` MLP).
 
     Args:
         channels: ``D``.
         num_heads: attention heads.
         dropout: residual and attention dropout.
+        norm: ``"layer_norm"`` or ``"rms_norm"`` (see the module docstring).
+        activation: the MLP's, ``"gelu"`` or ``"quick_gelu"``.
 
     Shapes:
         x: ``(b, t, D)`` -> ``(b, t, D)``
     """
 
-    def __init__(self, channels: int, num_heads: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, channels: int, num_heads: int, dropout: float = 0.0, norm: str = "layer_norm", activation: str = "gelu"
+    ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(channels)
+        self.norm1 = make_norm(norm, channels)
         self.attn = CausalSelfAttention(channels, num_heads, dropout)
-        self.norm2 = nn.LayerNorm(channels)
+        self.norm2 = make_norm(norm, channels)
         self.mlp = nn.Sequential(
             nn.Linear(channels, 4 * channels),
-            nn.GELU(),
+            QuickGELU() if activation == "quick_gelu" else nn.GELU(),
             nn.Linear(4 * channels, channels),
             nn.Dropout(dropout),
         )
@@ -166,6 +196,11 @@ class ImageGPT(RasterSequenceStep, AutoregressivePrior):
         cond_channels: spatially conditioned when an int (a projection of the condition added to the input
             embeddings of each pixel's positions).
         likelihood: ``"categorical"`` only.
+        norm_type: ``"layer_norm"`` (default, GPT-2's ``nn.LayerNorm``) or ``"rms_norm"`` (OpenAI's Image GPT:
+            ``x / sqrt(mean(x^2) + eps) * g``, no mean subtraction, no bias), in every block and before the head
+            (not ``norm``: the config value would shadow the ``norm`` module).
+        activation: the MLP's: ``"gelu"`` (default, the erf GELU) or ``"quick_gelu"`` (OpenAI's Image GPT:
+            ``x * sigmoid(1.702 x)``).
 
     Shapes:
         x: ``(B, C, H, W)`` long -> params ``(B, C K, H, W)``
@@ -184,9 +219,15 @@ class ImageGPT(RasterSequenceStep, AutoregressivePrior):
         num_classes: int | None = None,
         cond_channels: int | None = None,
         likelihood: str = "categorical",
+        norm_type: str = "layer_norm",
+        activation: str = "gelu",
     ) -> None:
         super().__init__()
         self._check_sequence_likelihood(likelihood)
+        if norm_type not in NORMS:
+            raise ValueError(f"Expected norm_type to be one of {list(NORMS)}, got {norm_type!r}.")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"Expected activation to be one of {list(ACTIVATIONS)}, got {activation!r}.")
         self._init_prior(sample_size, in_channels, num_values, num_classes, cond_channels, likelihood)
         for name, value in (
             ("hidden_channels", hidden_channels),
@@ -207,8 +248,8 @@ class ImageGPT(RasterSequenceStep, AutoregressivePrior):
         self.position_embedding = nn.Embedding(self.sequence_length, D)
         self.cond_proj = nn.Linear(cond_channels, D) if cond_channels is not None else None
         self.embedding_dropout = nn.Dropout(dropout)  # not self.dropout: the config's float would shadow it
-        self.blocks = nn.ModuleList(Block(D, num_heads, dropout) for _ in range(num_layers))
-        self.norm = nn.LayerNorm(D)
+        self.blocks = nn.ModuleList(Block(D, num_heads, dropout, norm_type, activation) for _ in range(num_layers))
+        self.norm = make_norm(norm_type, D)
         self.head = nn.Linear(D, num_values, bias=False)
         self._init_weights(num_layers)
 
@@ -338,3 +379,30 @@ register_prior(
     num_layers=24,
     num_heads=8,
 )
+
+# OpenAI's three released Image GPT models as transformers publishes them (openai/imagegpt-small, -medium, -large):
+# 32x32 grids of the 512 colour clusters (n_positions 1024; vocab_size 513 = 512 clusters + the start token), the
+# iGPT norm and quick_gelu, no bias on the 512-logit head. (n_embd, n_layer, n_head): small (512, 24, 8) and large
+# (1536, 48, 16) are the Hub's config.json of openai/imagegpt-small and openai/imagegpt-large; medium (1024, 36, 8)
+# is the MODELS table of convert_imagegpt_original_tf2_to_pytorch.py, transformers 4.x's converter of OpenAI's
+# TensorFlow checkpoints (it lists small and large as above too), and [1]'s iGPT-M (L = 36, d = 1024, 455M
+# parameters).
+# Dropout 0.1 is the three configs' attn_pdrop = resid_pdrop = embd_pdrop.
+_OPENAI_SIZES = {"small": (512, 24, 8), "medium": (1024, 36, 8), "large": (1536, 48, 16)}
+for _size, (_width, _depth, _heads) in _OPENAI_SIZES.items():
+    register_prior(
+        f"image_gpt_{_size}",
+        ImageGPT,
+        f"OpenAI's Image GPT {_size} (openai/imagegpt-{_size}), as released: 32x32 grids of its 512 colour clusters, "
+        f"{_depth} blocks of width {_width}, {_heads} heads, the iGPT norm (rms_norm) and quick_gelu. Random weights: "
+        "load the released ones with `pixelprior convert imagegpt`.",
+        sample_size=32,
+        in_channels=1,
+        num_values=512,
+        hidden_channels=_width,
+        num_layers=_depth,
+        num_heads=_heads,
+        dropout=0.1,
+        norm_type="rms_norm",
+        activation="quick_gelu",
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -249,8 +250,33 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
         Shapes:
             x: ``(B, C, H, W)`` long -> ``(B,)``
         """
+        return self.validated_log_prob_map(x, class_labels, cond).flatten(1).sum(1)
+
+    def log_prob_map(
+        self, x: torch.Tensor, class_labels: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Per-pixel log-likelihood in nats (the channels of a pixel summed), each pixel given the pixels before it.
+
+        It sums exactly to :meth:`log_prob` (the same floats, summed the same way): ``log_prob_map(x).flatten(1)
+        .sum(1)`` is ``log_prob(x)``. Per-pixel bits are ``-log_prob_map(x) / ln 2``.
+
+        Shapes:
+            x: ``(B, C, H, W)`` -> ``(B, H, W)``
+        """
+        x = self.check_x(x)
+        class_labels, cond = self.check_conditioning(x.shape[0], class_labels, cond)
+        return self.validated_log_prob_map(x, class_labels, cond)
+
+    def validated_log_prob_map(
+        self, x: torch.Tensor, class_labels: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """:meth:`log_prob_map` of inputs already checked (see :meth:`validated_log_prob`).
+
+        Shapes:
+            x: ``(B, C, H, W)`` long -> ``(B, H, W)``
+        """
         params = self.compute_params(self.encode_input(x), class_labels, cond)
-        return self.position_log_prob(params, x).flatten(1).sum(1)
+        return self.position_log_prob(params, x)
 
     def position_log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Log-probability of each position's values under the network's ``params``, in nats.
@@ -300,6 +326,7 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
         generator: Generator = None,
         use_cache: bool = True,
         progress: bool = False,
+        row_callback: Callable[[int, torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
         """Draw images in raster order (see :func:`pixelprior.sampling.sample`).
 
@@ -313,6 +340,7 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
             generator: a ``torch.Generator`` or a list of one per sample.
             use_cache: the fast incremental path (default) or the plain reference loop.
             progress: show a progress bar.
+            row_callback: ``row_callback(i, x)`` is called once row ``i`` is complete, with the grid drawn so far.
 
         Returns:
             ``(B, C, H, W)`` long.
@@ -330,6 +358,7 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
             generator=generator,
             use_cache=use_cache,
             progress=progress,
+            row_callback=row_callback,
         )
 
     @classmethod

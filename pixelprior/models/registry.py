@@ -7,6 +7,7 @@ papers' among them) with :func:`register_prior` at its bottom.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,12 +62,17 @@ def create_prior(name: str, **overrides: Any):
         >>> model = create_prior("pixelcnn_mnist", hidden_channels=32, num_layers=2)
     """
     cls, config = prior_config(name)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    unknown = sorted(set(overrides) - accepted)
-    if unknown:
-        raise ValueError(f"Expected arguments of {cls.__name__} among {sorted(accepted)}, got unknown {unknown}.")
+    check_arguments(cls, overrides)
     config.update(overrides)
     return cls(**config)
+
+
+def check_arguments(cls: type, arguments: Mapping[str, Any]) -> None:
+    """Raise a ``ValueError`` naming the keys of ``arguments`` that the constructor of ``cls`` does not take."""
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(arguments) - accepted)
+    if unknown:
+        raise ValueError(f"Expected arguments of {cls.__name__} among {sorted(accepted)}, got unknown {unknown}.")
 
 
 def prior_class(class_name: str | None) -> type:

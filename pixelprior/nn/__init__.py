@@ -2,7 +2,7 @@
 convolutions with their cached-sampling steps, causal attention, the LSTM layers of PixelRNN, conditioning biases and
 activations."""
 
-from .activations import concat_elu
+from .activations import QuickGELU, concat_elu, quick_gelu
 from .attention import KeyValueCache, LocalBlocks, causal_attention, local_attention
 from .conditioning import ConditionBias, bias_at, bias_row
 from .conv import (
@@ -52,6 +52,7 @@ __all__ = [
     "KeyValueCache",
     "LocalBlocks",
     "MaskedConv2d",
+    "QuickGELU",
     "RowLSTM",
     "RowLSTMStep",
     "ShiftedConvTranspose2d",
@@ -67,6 +68,7 @@ __all__ = [
     "concat_elu",
     "local_attention",
     "local_causal_mask",
+    "quick_gelu",
     "down_shift",
     "lstm_update",
     "read_patch",

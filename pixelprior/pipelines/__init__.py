@@ -1,7 +1,13 @@
-"""Thin diffusers pipelines: they only sample."""
+"""Thin diffusers pipelines: they only sample.
 
-from .hub import load_pipeline, save_model_card
+Import order (no circles): ``library`` (diffusers registration) <- ``folder`` (checks) <- ``hub`` <- ``loading``
+(``from_pretrained``, ``load_pipeline``) <- ``base`` (the shared pipeline class) <- the two pipeline files, which
+register themselves for ``load_pipeline`` and ``DiffusionPipeline.from_pretrained``.
+"""
+
+from .hub import save_model_card
 from .image_grid import make_image_grid
+from .loading import load_pipeline
 from .pipeline_pixel_prior import PixelPriorPipeline
 from .pipeline_vq_prior import VQPriorPipeline
 

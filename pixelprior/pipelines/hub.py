@@ -1,40 +1,48 @@
-"""The Hugging Face Hub side of the pipelines: loading a repository, pushing one with its model card.
+"""The Hugging Face Hub side of the pipelines: resolving a folder or repository id, pushing with a model card.
 
-diffusers' ``DiffusionPipeline.from_pretrained`` downloads a Hub repository only when every component belongs to a
-library it knows; a ``["pixelprior", "PixelCNN"]`` component makes it refuse. :class:`HubPipelineMixin` therefore
-downloads the repository itself with :func:`huggingface_hub.snapshot_download` (only ``*.json``, ``*.safetensors``
-and ``*.md`` files: no pickle is ever fetched) and hands diffusers the local folder, loading with
-``use_safetensors=True``.
+:func:`resolve_pretrained_path` turns the argument of ``from_pretrained`` into a local folder: the folder itself, or
+a snapshot of a Hub repository downloaded with :func:`huggingface_hub.snapshot_download` (only ``*.json``,
+``*.safetensors`` and ``*.md`` files, plus ``*.bin`` weights when the caller asks for them with
+``use_safetensors=False``: never code). A path that is neither a folder nor a repository is a ``ValueError``
+naming it.
 
 ``push_to_hub`` saves the pipeline and a model card (``README.md``, from the Jinja template
-``integrations/hub/model_card_template.md``) whose YAML header says ``library_name: pixelprior``, then uploads the
-folder. :func:`save_model_card` writes the card alone, so it can be checked without a network.
+``model_card_template.md`` that ships inside this package and is read with :mod:`importlib.resources`, so it is
+found however pixelprior was installed: editable, wheel, ``--user`` or ``--target``) whose YAML header says
+``library_name: pixelprior``, then uploads the folder. :func:`save_model_card` writes the card alone, so it can be
+checked without a network.
 """
 
 from __future__ import annotations
 
-import json
+import importlib.resources
 import os
-import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import huggingface_hub
 from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub.errors import (
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
-LIBRARY_NAME = "pixelprior"
-# what a pipeline repository holds; pickled weights (*.bin, *.pt, *.ckpt) are never downloaded
+from .library import LIBRARY
+
+LIBRARY_NAME = LIBRARY
+# what a pipeline repository download fetches; pickled weights (*.bin) only on request, loaded with weights_only
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.md"]
-_TEMPLATE = Path("integrations") / "hub" / "model_card_template.md"
+TEMPLATE_NAME = "model_card_template.md"
+# the keyword arguments of from_pretrained that reach resolve_pretrained_path
+DOWNLOAD_KWARGS = ("cache_dir", "revision", "token", "local_files_only", "force_download")
 
 
-def default_template_path() -> Path:
-    """``integrations/hub/model_card_template.md``: of the source checkout (editable installs), else the copy a wheel
-    installs under ``<prefix>/share/pixelprior/`` (``[tool.setuptools.data-files]`` in ``pyproject.toml``)."""
-    checkout = Path(__file__).resolve().parents[2] / _TEMPLATE
-    installed = Path(sysconfig.get_path("data")) / "share" / "pixelprior" / "hub" / _TEMPLATE.name
-    return checkout if checkout.is_file() else installed
+def default_template() -> str:
+    """The model card template shipped as package data: ``pixelprior/pipelines/model_card_template.md``."""
+    return importlib.resources.files(__package__).joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
 
 
 def resolve_pretrained_path(
@@ -45,24 +53,47 @@ def resolve_pretrained_path(
     token: str | bool | None = None,
     local_files_only: bool = False,
     force_download: bool = False,
+    allow_pickle: bool = False,
 ) -> str:
     """A local pipeline folder: the argument itself when it is a folder, else a snapshot of that Hub repository.
 
     The snapshot lives in the Hugging Face cache (``cache_dir`` or ``HF_HUB_CACHE``); with ``local_files_only=True``
-    (or ``HF_HUB_OFFLINE=1``) it is read from the cache without a network.
+    (or ``HF_HUB_OFFLINE=1``) it is read from the cache without a network. ``allow_pickle`` also downloads ``*.bin``
+    weights (read later with ``weights_only=True``).
+
+    Raises:
+        ValueError: for a path that is not a folder and not a repository id, or a repository that cannot be found
+            (on the Hub, or in the cache when offline), naming it.
     """
+    if not isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
+        raise ValueError(
+            f"Expected a folder or a Hub repository id, got a {type(pretrained_model_name_or_path).__name__}."
+        )
     path = os.fspath(pretrained_model_name_or_path)
     if os.path.isdir(path):
         return path
-    return huggingface_hub.snapshot_download(
-        path,
-        revision=revision,
-        cache_dir=cache_dir,
-        token=token,
-        local_files_only=local_files_only,
-        force_download=force_download,
-        allow_patterns=ALLOW_PATTERNS,
-    )
+    if os.path.exists(path):
+        raise ValueError(f"Expected a pipeline folder or a Hub repository id, got {path!r}, a file.")
+    try:
+        huggingface_hub.utils.validate_repo_id(path)
+    except HFValidationError:
+        raise ValueError(f"Expected a pipeline folder or a Hub repository id, got {path!r}: no such folder.") from None
+    try:
+        return huggingface_hub.snapshot_download(
+            path,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+            force_download=force_download,
+            allow_patterns=ALLOW_PATTERNS + (["*.bin"] if allow_pickle else []),
+            library_name=LIBRARY,
+        )
+    except (LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as error:
+        raise ValueError(
+            f"Expected a pipeline folder or a Hub repository id, got {path!r}: no such folder, and the repository "
+            f"cannot be found ({type(error).__name__}: {error})"
+        ) from error
 
 
 def _card_variables(pipeline: Any, repo_id: str) -> dict[str, Any]:
@@ -103,14 +134,17 @@ def save_model_card(
         tags: extra Hub tags.
         license: a Hub license id such as ``"apache-2.0"``.
         extra: Markdown appended to the card (training details, metrics).
-        template_path: a Jinja template; ``integrations/hub/model_card_template.md`` by default.
+            template_path: a Jinja template file; the template shipped with pixelprior by default.
 
     Returns:
         The written :class:`huggingface_hub.ModelCard`.
     """
-    template_path = Path(template_path) if template_path is not None else default_template_path()
-    if not template_path.is_file():
-        raise ValueError(f"Expected a model card template file, got {str(template_path)!r} (no such file).")
+    if template_path is None:
+        template = default_template()
+    elif Path(template_path).is_file():
+        template = Path(template_path).read_text(encoding="utf-8")
+    else:
+        raise ValueError(f"Expected a model card template file, got {os.fspath(template_path)!r} (no such file).")
     pipeline_tag = "unconditional-image-generation"
     card_data = ModelCardData(
         library_name=LIBRARY_NAME,
@@ -118,63 +152,13 @@ def save_model_card(
         license=license,
         tags=[LIBRARY_NAME, "autoregressive", "pixelcnn", type(pipeline.prior).__name__, *(tags or [])],
     )
-    card = ModelCard.from_template(
-        card_data, template_path=str(template_path), extra=extra, **_card_variables(pipeline, repo_id)
-    )
+    card = ModelCard.from_template(card_data, template_str=template, extra=extra, **_card_variables(pipeline, repo_id))
     card.save(os.path.join(save_directory, "README.md"))
     return card
 
 
-def _split_download_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Pop the keyword arguments meant for :func:`resolve_pretrained_path` out of ``kwargs``."""
-    keys = ("cache_dir", "revision", "token", "local_files_only", "force_download")
-    return {key: kwargs.pop(key) for key in keys if key in kwargs}
-
-
-def load_pipeline(pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
-    """Load a saved pixelprior pipeline of whichever class its ``model_index.json`` names.
-
-    Args:
-        pretrained_model_name_or_path: a folder written by ``save_pretrained`` (or ``pixelprior train``), or a Hub id.
-        kwargs: as for ``from_pretrained``.
-
-    Returns:
-        A :class:`~pixelprior.PixelPriorPipeline` or :class:`~pixelprior.VQPriorPipeline`.
-    """
-    from .pipeline_pixel_prior import PixelPriorPipeline
-    from .pipeline_vq_prior import VQPriorPipeline
-
-    classes = {cls.__name__: cls for cls in (PixelPriorPipeline, VQPriorPipeline)}
-    folder = resolve_pretrained_path(pretrained_model_name_or_path, **_split_download_kwargs(kwargs))
-    index = os.path.join(folder, "model_index.json")
-    if not os.path.isfile(index):
-        raise ValueError(f"Expected a pipeline folder with a model_index.json, got {folder!r}.")
-    with open(index) as f:
-        name = json.load(f).get("_class_name")
-    if name not in classes:
-        raise ValueError(f"Expected a pipeline of class {sorted(classes)}, got {name!r} in {index}.")
-    return classes[name].from_pretrained(folder, **kwargs)
-
-
 class HubPipelineMixin:
-    """``from_pretrained`` that also takes Hub repository ids, and ``push_to_hub`` with a pixelprior model card.
-
-    Mixed into the pipelines before ``DiffusionPipeline``.
-    """
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
-        """Load a pipeline from a folder written by ``save_pretrained`` or from a Hub repository id.
-
-        Args:
-            pretrained_model_name_or_path: a local folder, or ``"user/repo"`` on the Hub (downloaded with
-                :func:`huggingface_hub.snapshot_download` into the Hugging Face cache).
-            kwargs: ``cache_dir``, ``revision``, ``token``, ``local_files_only``, ``force_download`` reach the
-                download; the rest (``torch_dtype``, ...) reach ``DiffusionPipeline.from_pretrained``.
-        """
-        folder = resolve_pretrained_path(pretrained_model_name_or_path, **_split_download_kwargs(kwargs))
-        kwargs.setdefault("use_safetensors", True)
-        return super().from_pretrained(folder, **kwargs)
+    """``push_to_hub`` with a pixelprior model card. Mixed into the pipelines before ``DiffusionPipeline``."""
 
     def push_to_hub(
         self,

@@ -22,20 +22,20 @@ encoder gave with the regenerated pixels in view, as it would for the unmasked i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
-from diffusers import DiffusionPipeline, ImagePipelineOutput, VQModel
+from diffusers import ImagePipelineOutput, VQModel
 from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from einops import rearrange
 
-from ..data.codes import encode_images, eval_mode, vqvae_image_size, vqvae_latent_size
 from ..distributions.base import Generator
 from ..models import AutoregressivePrior
-from .hub import HubPipelineMixin
+from ..vqmodel import encode_images, eval_mode, vqvae_image_size, vqvae_latent_size
+from .base import PriorPipeline, StepEndCallback, check_component, check_output_type
+from .folder import Component
 from .inpainting import keep_mask_on_grid, prepare_inpainting_inputs
-from .library import register_with_diffusers
-from .pipeline_pixel_prior import check_output_type, show_progress
-
-register_with_diffusers()
+from .library import LIBRARY, register_pipeline
 
 
 def check_prior_matches_vqvae(prior: AutoregressivePrior, vqvae: VQModel) -> None:
@@ -57,7 +57,7 @@ def check_prior_matches_vqvae(prior: AutoregressivePrior, vqvae: VQModel) -> Non
         )
 
 
-class VQPriorPipeline(HubPipelineMixin, DiffusionPipeline):
+class VQPriorPipeline(PriorPipeline):
     """Sample images by sampling VQ-VAE codes with an autoregressive prior and decoding them.
 
     Args:
@@ -79,9 +79,12 @@ class VQPriorPipeline(HubPipelineMixin, DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "prior->vqvae"
+    components = {"prior": Component(LIBRARY, AutoregressivePrior), "vqvae": Component("diffusers", VQModel)}
 
     def __init__(self, prior: AutoregressivePrior, vqvae: VQModel) -> None:
         super().__init__()
+        check_component("prior", prior, AutoregressivePrior)
+        check_component("vqvae", vqvae, VQModel)
         check_prior_matches_vqvae(prior, vqvae)
         self.register_modules(prior=prior, vqvae=vqvae)
         # the VQModel reads and writes [-1, 1]; outputs are [0, 1] images
@@ -140,12 +143,16 @@ class VQPriorPipeline(HubPipelineMixin, DiffusionPipeline):
         progress: bool = True,
         image: PipelineImageInput | None = None,
         mask_image: PipelineImageInput | None = None,
+        compile: bool = False,
+        callback_on_step_end: StepEndCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> ImagePipelineOutput | tuple:
         """Draw ``batch_size`` images (or complete ``image`` where ``mask_image`` is white).
 
         Args:
             batch_size: number of images.
-            class_labels: ``(B,)`` labels, or one int for every image, for class-conditional priors.
+            class_labels: ``(B,)`` labels, or one int for every image, for class-conditional priors; drawn
+                uniformly with ``generator`` when not given (see :mod:`pixelprior.pipelines.base`).
             generator: a ``torch.Generator`` or a list of one per image; equal seeds give equal images.
             temperature: > 0, divides the logits.
             output_type: ``"pil"``, ``"np"`` (``(B, H, W, C)`` in ``[0, 1]``), ``"pt"`` (``(B, C, H, W)`` in
@@ -155,13 +162,16 @@ class VQPriorPipeline(HubPipelineMixin, DiffusionPipeline):
             progress: show the sampler's progress bar (also off after ``set_progress_bar_config(disable=True)``).
             image: inpainting: image(s) of the VQModel's ``sample_size`` with values in ``[0, 1]``.
             mask_image: inpainting: white = regenerate, black = keep; codes whose whole cell is black are kept.
+            compile: the prior's compiled sampling step (``prior.sample(compile=True)``).
+            callback_on_step_end: ``callback(pipe, step, timestep, callback_kwargs)``, diffusers' signature, called
+                once per completed row of codes (``step`` = ``timestep`` = the row) with a copy of the code grid
+                drawn so far as ``callback_kwargs["latents"]`` (see :mod:`pixelprior.pipelines.base`).
+            callback_on_step_end_tensor_inputs: the entries of ``callback_kwargs``: ``["latents"]``.
 
         Returns:
             :class:`~diffusers.ImagePipelineOutput` with ``images``, or the tuple ``(images,)``.
         """
         check_output_type(output_type)
-        if isinstance(class_labels, (list, tuple)):
-            class_labels = torch.as_tensor(class_labels)
         known = known_mask = None
         if image is not None or mask_image is not None:
             channels, size = self.vqvae.config.in_channels, vqvae_image_size(self.vqvae.config)
@@ -170,15 +180,18 @@ class VQPriorPipeline(HubPipelineMixin, DiffusionPipeline):
             known_mask = keep_mask_on_grid(regenerate, self.prior.grid_size).to(self.prior.device)  # True = keep
             batch_size = len(known)
 
-        codes = self.prior.sample(
+        codes = self.sample_grid(
             batch_size,
             class_labels=class_labels,
-            known=known,
-            known_mask=known_mask,
             generator=generator,
             temperature=temperature,
+            known=known,
+            known_mask=known_mask,
             use_cache=use_cache,
-            progress=show_progress(self, progress),
+            progress=progress,
+            compile=compile,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )  # (B, 1, h, w) long
         if output_type == "latent":
             images = codes
@@ -190,3 +203,6 @@ class VQPriorPipeline(HubPipelineMixin, DiffusionPipeline):
         if not return_dict:
             return (images,)
         return ImagePipelineOutput(images=images)
+
+
+register_pipeline(VQPriorPipeline)

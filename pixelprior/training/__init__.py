@@ -6,6 +6,7 @@ from .config import TrainConfig
 from .ema import EMA
 from .gradient_checkpointing import enable_gradient_checkpointing
 from .metrics import evaluate, nats_per_image
+from .run_folder import OutputError
 from .sampler import ShardedBatchSampler
 from .schedules import lr_factor
 from .trainer import (
@@ -22,6 +23,7 @@ from .trainer import (
 __all__ = [
     "EMA",
     "NonFiniteLossError",
+    "OutputError",
     "PriorObjective",
     "ShardedBatchSampler",
     "TrainConfig",

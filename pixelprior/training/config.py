@@ -1,145 +1,312 @@
-"""The training configuration: one dataclass whose fields are the ``pixelprior train`` flags."""
+"""The training configuration: one dataclass whose fields are the ``pixelprior train`` flags.
+
+Each field is declared once with :func:`~pixelprior.training.options.option`: its type, default, check, help and
+``--help`` group. :class:`TrainConfig` checks its values with them, and ``pixelprior train`` derives its flags from
+them (``pixelprior.cli.arguments.add_options``), so the command line and the library cannot drift apart.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from typing import Any
+
+from .options import (
+    NONNEGATIVE_INT,
+    POSITIVE_INT,
+    POSITIVE_NUMBER,
+    Alias,
+    Check,
+    check_options,
+    describe_options,
+    in_range,
+    option,
+    option_info,
+)
 
 LR_SCHEDULES = ("exponential", "constant", "cosine")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LOGGERS = ("jsonl", "tensorboard", "none")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
+MODEL, DATA, OPTIMIZATION, PERIODIC, OUTPUT = (
+    "model",
+    "data",
+    "optimization",
+    "evaluation, samples, checkpoints, logs",
+    "output folder and resuming",
+)
+
+
+def _registered_prior(name: str) -> bool:
+    from ..models import list_priors  # imported when checked: `pixelprior --help` does not load torch
+
+    return name in list_priors()
+
+
+def _registered_priors() -> str:
+    from ..models import list_priors
+
+    return f"a registered prior, one of {list_priors()}"
+
+
+DEFAULT_MAX_STEPS = 1000
+
+
+def _hub_dataset(name: str) -> str:
+    """diffusers' ``--dataset_name``: a Hugging Face dataset, unless it is already a pixelprior spec."""
+    from ..data import list_datasets
+
+    return name if ":" in name or name in list_datasets() else f"hf:{name}"
+
+
+def _image_folder(path: str) -> str:
+    """diffusers' ``--train_data_dir``: an image folder (even one named like a built-in dataset)."""
+    return f"folder:{path}"
+
+
+REGISTERED_PRIOR = Check(_registered_prior, _registered_priors)
+SEED = Check(lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")  # numpy's seed range (set_seed seeds numpy)
+NUM_BITS = Check(lambda v: 1 <= v <= 8, "an integer in [1, 8]")
+
 
 @dataclass
 class TrainConfig:
-    """What ``pixelprior train`` runs; every field is the command-line flag of the same name.
+    """What ``pixelprior train`` runs; every field is the command-line flag of the same name."""
 
-    Args:
-        model: a registered prior name (``pixelprior.list_priors()``); or None with ``model_config``.
-        output_dir: the run's folder: the final pipeline, ``checkpoint-STEP`` folders, ``samples/``, ``logs/``.
-        model_config: a prior's ``config.json`` (or a folder holding one, or any JSON object with ``_class_name``
-            and the constructor's arguments), instead of ``model``. Only the architecture is read, not weights.
-        model_kwargs: keyword overrides of the configuration (``--model_kwargs`` JSON).
-        dataset: a dataset spec for :func:`pixelprior.data.load_dataset` (``mnist5k``, a folder, ``codes:FILE``...).
-        binarize: threshold the images at 0.5 (the model then needs ``num_values = 2``).
-        resolution: resize images to this size (passed to the dataset loader).
-        num_bits: quantize images to ``2**num_bits`` values (passed to the dataset loader).
-        data_dir: the root folder of ``torchvision:`` dataset files (passed to the dataset loader).
-        max_train_samples: train on the first N images of the train split only (quick runs, tests).
-        max_eval_samples: evaluate on the first N images of each split only.
-        max_steps: optimizer steps.
-        batch_size: images per micro-batch and per process.
-        gradient_accumulation_steps: micro-batches per optimizer step; an optimizer step sees
-            ``batch_size * gradient_accumulation_steps * num_processes`` images.
-        learning_rate: Adam's base learning rate.
-        lr_schedule: ``"exponential"`` (PixelCNN++: ``lr * lr_decay**step``), ``"constant"`` or ``"cosine"``
-            (linear warm-up over ``lr_warmup_steps``, then a half cosine to 0 at ``max_steps``). Every schedule is a
-            pure function of the step, so a resumed run continues it exactly.
-        lr_decay: the per-step factor of the exponential schedule (PixelCNN++: 0.999995).
-        lr_warmup_steps: linear warm-up steps (every schedule).
-        max_grad_norm: clip the gradient's global norm to this (None: no clipping).
-        mixed_precision: ``"no"``, ``"fp16"`` (GPU) or ``"bf16"`` autocast.
-        use_ema: keep a Polyak average of the weights; evaluation, samples and the saved pipeline use it.
-        ema_decay: ``ema = decay * ema + (1 - decay) * weights`` after every optimizer step.
-        eval_steps: evaluate test bits/dim (the whole test split) every N steps (None: at the end only).
-        eval_batch_size: images per evaluation batch and process.
-        sample_steps: write a PNG grid of samples to ``output_dir/samples/step-N.png`` every N steps.
-        num_sample_images: images per sample grid.
-        checkpointing_steps: save ``output_dir/checkpoint-STEP`` every N steps (None: never).
-        checkpoints_total_limit: keep only the newest N checkpoints (None: keep all).
-        resume_from_checkpoint: ``"latest"`` (the newest complete checkpoint of ``output_dir``; a fresh start when
-            there is none) or a checkpoint folder.
-        skip_nonfinite: skip (and count) optimizer steps whose loss is not finite instead of stopping.
-        logger: ``"jsonl"`` (``output_dir/logs/metrics.jsonl``), ``"tensorboard"`` or ``"none"``.
-        log_steps: log the training loss every N steps.
-        seed: seeds the model's initialization, the data order and every other random draw.
-        gradient_checkpointing: recompute each block's activations in the backward pass (less memory).
-        compile: ``torch.compile`` the training step's model (inductor).
-        compile_mode: ``torch.compile``'s mode with ``compile``: ``"default"``, ``"reduce-overhead"`` (CUDA graphs:
-            the step's kernels replayed without launching each from Python), ``"max-autotune"`` or
-            ``"max-autotune-no-cudagraphs"``.
-    """
-
-    model: str | None
-    output_dir: str
-    model_config: str | None = None
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    dataset: str = "mnist5k"
-    binarize: bool = False
-    resolution: int | None = None
-    num_bits: int | None = None
-    data_dir: str | None = None
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    max_steps: int = 1000
-    batch_size: int = 32
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-3
-    lr_schedule: str = "exponential"
-    lr_decay: float = 0.999995
-    lr_warmup_steps: int = 0
-    max_grad_norm: float | None = None
-    mixed_precision: str = "no"
-    use_ema: bool = False
-    ema_decay: float = 0.9995
-    eval_steps: int | None = None
-    eval_batch_size: int = 250
-    sample_steps: int | None = None
-    num_sample_images: int = 16
-    checkpointing_steps: int | None = None
-    checkpoints_total_limit: int | None = None
-    resume_from_checkpoint: str | None = None
-    skip_nonfinite: bool = False
-    logger: str = "jsonl"
-    log_steps: int = 10
-    seed: int = 0
-    gradient_checkpointing: bool = False
-    compile: bool = False
-    compile_mode: str = "default"
+    model: str | None = option(
+        help="a registered prior, e.g. pixelcnn_mnist (pixelprior.list_priors()); or give --model_config",
+        group=MODEL,
+        check=REGISTERED_PRIOR,
+    )
+    output_dir: str = option(
+        help="the run's folder: the final pipeline, checkpoint-STEP folders, samples/, logs/",
+        group=OUTPUT,
+        resume="free",
+    )
+    model_config: str | None = option(
+        None,
+        help="instead of --model: a prior's config.json (or its folder), or a JSON object with _class_name and the "
+        "constructor's arguments; only the architecture is read, not weights",
+        group=MODEL,
+    )
+    model_kwargs: dict[str, Any] = option(
+        default_factory=dict, help="JSON overrides of the configuration, e.g. '{\"hidden_channels\": 64}'", group=MODEL
+    )
+    dataset: str = option(
+        "mnist5k",
+        help="mnist5k (built in), digits, an image folder, hf:NAME, torchvision:NAME or codes:FILE "
+        "(pixelprior.data.load_dataset)",
+        group=DATA,
+        aliases=(
+            Alias("--dataset_name", _hub_dataset, "diffusers' flag: a Hugging Face dataset, as --dataset hf:NAME"),
+            Alias("--train_data_dir", _image_folder, "diffusers' flag: an image folder, as --dataset folder:DIR"),
+        ),
+    )
+    binarize: bool = option(False, help="threshold the images at 0.5 (the model then needs num_values=2)", group=DATA)
+    resolution: int | None = option(
+        None, help="center-crop and resize images to this size", group=DATA, check=POSITIVE_INT
+    )
+    num_bits: int | None = option(
+        None, help="keep the top num_bits bits: 2**num_bits values", group=DATA, check=NUM_BITS
+    )
+    data_dir: str | None = option(None, help="the root folder of torchvision: dataset files", group=DATA)
+    max_train_samples: int | None = option(
+        None, help="train on the first N images of the train split only", group=DATA, check=POSITIVE_INT
+    )
+    max_eval_samples: int | None = option(
+        None, help="evaluate on the first N images of each split only", group=DATA, check=POSITIVE_INT
+    )
+    max_steps: int | None = option(
+        None,
+        help=f"optimizer steps (default: {DEFAULT_MAX_STEPS}, or the steps of --num_epochs)",
+        group=OPTIMIZATION,
+        check=POSITIVE_INT,
+    )
+    num_epochs: int | None = option(
+        None,
+        help="instead of --max_steps (diffusers' flag): passes over the training images, converted to "
+        "max_steps = ceil(num_epochs x floor(N / (batch_size x processes)) / gradient_accumulation_steps)",
+        group=OPTIMIZATION,
+        check=POSITIVE_INT,
+    )
+    batch_size: int = option(
+        32,
+        help="images per micro-batch and per process",
+        group=OPTIMIZATION,
+        check=POSITIVE_INT,
+        aliases=("--train_batch_size",),
+    )
+    gradient_accumulation_steps: int = option(
+        1,
+        help="micro-batches per optimizer step: a step sees batch_size x gradient_accumulation_steps x processes "
+        "images",
+        group=OPTIMIZATION,
+        check=POSITIVE_INT,
+    )
+    learning_rate: float = option(1e-3, help="Adam's base learning rate", group=OPTIMIZATION, check=POSITIVE_NUMBER)
+    lr_schedule: str = option(
+        "exponential",
+        help="exponential: lr * lr_decay**step (PixelCNN++); constant; cosine: warm-up, then a half cosine to 0 at "
+        "max_steps. A pure function of the step: a resumed run continues it exactly",
+        group=OPTIMIZATION,
+        choices=LR_SCHEDULES,
+    )
+    lr_decay: float = option(
+        0.999995,
+        help="the per-step factor of the exponential schedule (PixelCNN++: 0.999995)",
+        group=OPTIMIZATION,
+        check=in_range(0, 1, low_open=True),
+    )
+    lr_warmup_steps: int = option(
+        0, help="linear learning-rate warm-up steps (every schedule)", group=OPTIMIZATION, check=NONNEGATIVE_INT
+    )
+    max_grad_norm: float | None = option(
+        None, help="clip the gradient's global norm to this", group=OPTIMIZATION, check=POSITIVE_NUMBER
+    )
+    mixed_precision: str = option(
+        "no", help="autocast: no, fp16 (GPU only) or bf16", group=OPTIMIZATION, choices=MIXED_PRECISION
+    )
+    use_ema: bool = option(
+        False,
+        help="keep a Polyak average of the weights; evaluation, samples and the saved pipeline use it",
+        group=OPTIMIZATION,
+    )
+    ema_decay: float = option(
+        0.9995,
+        help="ema = decay * ema + (1 - decay) * weights after every optimizer step",
+        group=OPTIMIZATION,
+        check=in_range(0, 1, high_open=True),
+    )
+    eval_steps: int | None = option(
+        None,
+        help="exact test bits/dim over the whole test split every N steps (default: at the end only)",
+        group=PERIODIC,
+        check=POSITIVE_INT,
+        resume="free",
+    )
+    eval_batch_size: int = option(
+        250, help="images per evaluation batch and process", group=PERIODIC, check=POSITIVE_INT
+    )
+    sample_steps: int | None = option(
+        None,
+        help="a PNG grid of samples in output_dir/samples/step-N.png every N steps",
+        group=PERIODIC,
+        check=POSITIVE_INT,
+        resume="free",
+    )
+    num_sample_images: int = option(
+        16, help="images per sample grid", group=PERIODIC, check=POSITIVE_INT, resume="free"
+    )
+    checkpointing_steps: int | None = option(
+        None,
+        help="save output_dir/checkpoint-N every N steps (default: never)",
+        group=PERIODIC,
+        check=POSITIVE_INT,
+        resume="free",
+    )
+    checkpoints_total_limit: int | None = option(
+        None, help="keep only the newest N checkpoints", group=PERIODIC, check=POSITIVE_INT, resume="free"
+    )
+    resume_from_checkpoint: str | None = option(
+        None,
+        help="'latest' (the newest complete checkpoint of output_dir; a new run when there is none) or a "
+        "checkpoint-STEP folder",
+        group=OUTPUT,
+        resume="free",
+    )
+    overwrite_output_dir: bool = option(
+        False,
+        help="let a new run use an output_dir that holds another run's checkpoints or pipeline: they are moved into "
+        "output_dir/overwritten-TIME/ (nothing is deleted)",
+        group=OUTPUT,
+        resume="free",
+    )
+    allow_config_change: tuple[str, ...] = option(
+        default_factory=tuple,
+        help="flags a resume may change, e.g. learning_rate,max_steps (num_processes for another process count): "
+        "the new values apply from the checkpoint's step on, recorded in the logs and train_results.json",
+        group=OUTPUT,
+        resume="free",
+    )
+    allow_inexact_resume: bool = option(
+        False,
+        help="resume even when a checkpoint's optimizer, RNG or EMA state is missing, corrupt or refused (going "
+        "without it, and saying so in the log and train_results.json)",
+        group=OUTPUT,
+        resume="free",
+    )
+    skip_nonfinite: bool = option(
+        False,
+        help="skip (and count) optimizer steps whose loss is NaN or infinite instead of stopping",
+        group=OPTIMIZATION,
+    )
+    logger: str = option(
+        "jsonl",
+        help="jsonl (output_dir/logs/metrics.jsonl), tensorboard (output_dir/logs/) or none",
+        group=PERIODIC,
+        choices=LOGGERS,
+        resume="free",
+        aliases=("--report_to",),
+    )
+    log_steps: int = option(
+        10, help="log the training loss every N steps", group=PERIODIC, check=POSITIVE_INT, resume="free"
+    )
+    seed: int = option(
+        0, help="seeds the initialization, the data order and every other random draw", group=OPTIMIZATION, check=SEED
+    )
+    gradient_checkpointing: bool = option(
+        False, help="recompute each block's activations in the backward pass (less memory)", group=MODEL
+    )
+    compile: bool = option(False, help="torch.compile the training step's model (inductor)", group=MODEL)
+    compile_mode: str = option(
+        "default",
+        help="torch.compile's mode with --compile: default, reduce-overhead (CUDA graphs), max-autotune or "
+        "max-autotune-no-cudagraphs",
+        group=MODEL,
+        choices=COMPILE_MODES,
+    )
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.model_config is None):
             raise ValueError(
-                f"Expected exactly one of model and model_config, got model={self.model!r} and "
+                f"Expected exactly one of --model or --model_config, got model={self.model!r} and "
                 f"model_config={self.model_config!r}."
             )
-        positive = ["max_steps", "batch_size", "gradient_accumulation_steps", "eval_batch_size", "num_sample_images"]
-        positive += ["log_steps"]
-        optional = ["resolution", "num_bits", "max_train_samples", "max_eval_samples", "eval_steps", "sample_steps"]
-        optional += ["checkpointing_steps", "checkpoints_total_limit"]
-        for name in positive + optional:
-            value = getattr(self, name)
-            if value is None and name in optional:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Expected {name} to be a positive int, got {value!r}.")
-        if isinstance(self.lr_warmup_steps, bool) or not isinstance(self.lr_warmup_steps, int):
-            raise ValueError(f"Expected lr_warmup_steps to be an int >= 0, got {self.lr_warmup_steps!r}.")
-        if self.lr_warmup_steps < 0:
-            raise ValueError(f"Expected lr_warmup_steps to be an int >= 0, got {self.lr_warmup_steps!r}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"Expected learning_rate > 0, got {self.learning_rate!r}.")
-        if not 0 < self.lr_decay <= 1:
-            raise ValueError(f"Expected lr_decay in (0, 1], got {self.lr_decay!r}.")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"Expected ema_decay in [0, 1), got {self.ema_decay!r}.")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ValueError(f"Expected max_grad_norm > 0 or None, got {self.max_grad_norm!r}.")
-        for name, allowed in (
-            ("lr_schedule", LR_SCHEDULES),
-            ("mixed_precision", MIXED_PRECISION),
-            ("logger", LOGGERS),
-            ("compile_mode", COMPILE_MODES),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"Expected {name} to be one of {list(allowed)}, got {getattr(self, name)!r}.")
+        check_options(self)
+        if self.max_steps is not None and self.num_epochs is not None:
+            raise ValueError(
+                f"Expected one of --max_steps or --num_epochs, got max_steps={self.max_steps} and "
+                f"num_epochs={self.num_epochs}."
+            )
+        self.allow_config_change = tuple(self.allow_config_change)
+        changeable = resumable_flags()
+        unknown = [name for name in self.allow_config_change if name not in changeable]
+        if unknown:
+            raise ValueError(
+                f"Expected --allow_config_change to name flags a resume compares, among {changeable}, got {unknown}."
+            )
         if self.compile_mode != "default" and not self.compile:
             raise ValueError(f"Expected --compile with compile_mode={self.compile_mode!r}, got compile=False.")
-        if not isinstance(self.model_kwargs, dict):
-            raise ValueError(f"Expected model_kwargs to be a dict, got {type(self.model_kwargs).__name__}.")
+
+    def total_steps(self, num_train_images: int, num_processes: int = 1) -> int:
+        """The run's optimizer steps: ``max_steps``, or those of ``num_epochs`` over ``num_train_images``."""
+        if self.num_epochs is None:
+            return self.max_steps if self.max_steps is not None else DEFAULT_MAX_STEPS
+        batches = num_train_images // (self.batch_size * num_processes)
+        return max(1, math.ceil(self.num_epochs * batches / self.gradient_accumulation_steps))
 
     @property
     def model_name(self) -> str:
         """The model as the user named it: the registry name or the config file."""
         return self.model if self.model is not None else self.model_config
+
+
+def resumable_flags() -> list[str]:
+    """The flags a resume must keep unless ``--allow_config_change`` names them (and ``num_processes``)."""
+    from dataclasses import fields
+
+    return [f.name for f in fields(TrainConfig) if option_info(f).resume == "match"] + ["num_processes"]
+
+
+TrainConfig.__doc__ += "\n\n" + describe_options(TrainConfig)

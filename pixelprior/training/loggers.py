@@ -8,6 +8,8 @@ from typing import Any
 
 from accelerate import Accelerator
 
+from .run_folder import replace_atomically, writing
+
 METRICS_FILE = os.path.join("logs", "metrics.jsonl")
 
 
@@ -20,8 +22,8 @@ class MetricsLogger:
         output_dir: the run's folder.
         accelerator: the run's accelerator (it owns the TensorBoard tracker).
         hparams: the run's configuration, recorded by TensorBoard.
-        resume_step: a resumed run drops the JSON lines an interrupted run wrote after this step, so the file reads
-            as one uninterrupted run.
+        resume_step: the run's first step: the JSON lines an interrupted run wrote after it are dropped, so the file
+            reads as one uninterrupted run (a new run passes 0).
     """
 
     def __init__(
@@ -42,12 +44,32 @@ class MetricsLogger:
         elif kind == "jsonl" and accelerator.is_main_process:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             if resume_step is not None and os.path.exists(self.path):
-                with open(self.path) as f:
-                    kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-                with open(self.path, "w") as f:
-                    f.writelines(kept)
+                self._keep_until(resume_step)
         elif kind not in ("jsonl", "none"):
             raise ValueError(f"Expected logger to be one of ['jsonl', 'tensorboard', 'none'], got {kind!r}.")
+
+    def _keep_until(self, step: int) -> None:
+        """Drop the lines after ``step`` (and a line a killed run left half-written), rewriting the file atomically."""
+        kept = []
+        with open(self.path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and record.get("step", 0) <= step:
+                    kept.append(json.dumps(record) + "\n")
+        with writing(self.path, "the metrics log"), replace_atomically(self.path) as tmp, open(tmp, "w") as f:
+            f.writelines(kept)
+
+    def event(self, name: str, details: dict[str, Any], step: int) -> None:
+        """Record a non-scalar event at ``step`` (a resume's changed flags, a failure): a JSON line, or TensorBoard
+        text."""
+        if self.kind == "tensorboard":
+            self.accelerator.log({f"event/{name}": json.dumps(details)}, step=step)
+        elif self.kind == "jsonl" and self.accelerator.is_main_process:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": step, "event": name, **details}) + "\n")
 
     def log(self, values: dict[str, float], step: int) -> None:
         """Record ``values`` at ``step`` (called on every process; only the main one writes)."""

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pixelprior.data import DatasetSpec, GridDataset, list_datasets, load_dataset, parse_dataset
+from pixelprior.data import DatasetSpec, list_datasets, load_dataset, parse_dataset
 from pixelprior.data.digits import load_digits8
 from pixelprior.data.split import fixed_split
 from pixelprior.distributions import binarize, bins_to_images, reduce_bit_depth
@@ -192,20 +192,3 @@ def test_codes_take_no_pixel_options(tmp_path):
 
 
 # --- GridDataset --------------------------------------------------------------------------------------------------
-
-
-def test_grid_dataset_stores_compactly_and_gives_long_items():
-    data = GridDataset(torch.full((3, 2, 4, 4), 255), num_values=256, labels=torch.tensor([0, 1, 2]), num_classes=3)
-    assert data.x.dtype == torch.uint8 and data[1]["x"].dtype == torch.long and int(data[1]["x"].max()) == 255
-    codes = GridDataset(torch.full((2, 1, 4, 4), 1000), num_values=1024)
-    assert codes.x.dtype == torch.int16 and codes[0]["x"].dtype == torch.long and int(codes[0]["x"][0, 0, 0]) == 1000
-    with pytest.raises(ValueError, match=r"labels in \[0, 3\)"):
-        GridDataset(
-            torch.zeros(2, 1, 4, 4, dtype=torch.long), num_values=2, labels=torch.tensor([0, 3]), num_classes=3
-        )
-    with pytest.raises(ValueError, match=r"values in \[0, 256\)"):
-        GridDataset(torch.full((1, 1, 2, 2), 256), num_values=256)
-    with pytest.raises(ValueError, match="integer tensor"):
-        GridDataset(torch.zeros(1, 1, 2, 2, dtype=torch.bool), num_values=2)
-    with pytest.raises(ValueError, match="class names"):
-        GridDataset(torch.zeros(1, 1, 2, 2, dtype=torch.long), 2, torch.tensor([0]), num_classes=2, class_names=["a"])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
+import struct
+import zlib
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from pixelprior.data import load_dataset
 
@@ -162,3 +165,155 @@ def test_bad_folders(tmp_path):
     write(tmp_path / "halves" / "train" / "a.png", gray(0))
     with pytest.raises(ValueError, match="the test split"):
         load_dataset(str(tmp_path / "halves"))
+
+
+# --- bad files: every one is a ValueError naming the file -----------------------------------------------------------
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A well-formed PNG whose header claims ``width x height`` gray pixels and whose data is tiny: a decompression
+    bomb's header, with nothing to decompress (PIL's check is on the header, at open)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+
+
+def encoded(fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8)).save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def corrupt_png() -> bytes:
+    data = bytearray(encoded("PNG"))
+    start = data.index(b"IDAT") + 6
+    data[start : start + 24] = bytes(b ^ 0xFF for b in data[start : start + 24])  # the pixel stream, not the header
+    return bytes(data)
+
+
+def text_chunk_bomb() -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "x" * (2 * PngImagePlugin.MAX_TEXT_CHUNK), zip=True)  # 2 KB that inflate to 2 MB
+    return encoded("PNG", pnginfo=info)
+
+
+# file name -> (its bytes, what the error says), each also served as a Hugging Face dataset's image bytes
+BAD_IMAGE_BYTES = {
+    "empty.png": (lambda: b"", r"empty \(0 bytes\)"),
+    "truncated.png": (lambda: encoded("PNG")[:150], "truncated"),
+    "text.png": (lambda: b"these are not the pixels you are looking for\n" * 3, "cannot identify image file"),
+    "bomb.png": (lambda: png_claiming(100_000, 100_000), "MAX_IMAGE_PIXELS"),  # 10^10 pixels: PIL's error
+    "warned-bomb.png": (lambda: png_claiming(10_000, 10_000), "MAX_IMAGE_PIXELS"),  # 10^8: PIL would only warn
+    "text-chunk-bomb.png": (text_chunk_bomb, "MAX_TEXT_CHUNK"),
+    "corrupt.png": (corrupt_png, "broken data stream"),
+    "truncated.jpg": (lambda: encoded("JPEG")[:300], "Truncated File Read|truncated"),
+    "truncated.tif": (lambda: encoded("TIFF")[:100], "truncated"),
+    "garbage.gif": (lambda: encoded("GIF")[:20] + bytes(range(50)), "cannot identify image file"),
+}
+
+
+def _fifo(path):
+    os.mkfifo(path)  # opening it would wait for a writer for ever
+
+
+# file name -> (how to make it at a path, what the error says)
+BAD_IMAGE_ENTRIES = {
+    "dangling.png": (lambda path: os.symlink(path.parent / "gone.png", path), "No such file"),
+    "pipe.png": (_fifo, "not a regular file"),
+}
+
+
+def folder_with(tmp_path, name: str, make) -> str:
+    """Three good 16x16 gray images (the size of the bad ones' headers) and one bad entry ``name``, in one folder."""
+    for k in range(3):
+        write(tmp_path / f"good{k}.png", gray(10 * k, size=(16, 16)))
+    make(tmp_path / name)
+    return str(tmp_path / name)
+
+
+@pytest.mark.parametrize("name", list(BAD_IMAGE_BYTES) + list(BAD_IMAGE_ENTRIES))
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # PIL's own warning on the truncated TIFF, before our error
+def test_bad_image_files_are_named_value_errors(name, tmp_path):
+    if name in BAD_IMAGE_BYTES:
+        data, message = BAD_IMAGE_BYTES[name]
+        bad = folder_with(tmp_path, name, lambda path: path.write_bytes(data()))
+    else:
+        make, message = BAD_IMAGE_ENTRIES[name]
+        bad = folder_with(tmp_path, name, make)
+    with pytest.raises(ValueError, match=message) as error:  # as a trainer does, before its first step
+        for split in ("train", "test"):  # headers are read for both, pixels for the split loaded
+            load_dataset(str(tmp_path), split)
+    assert repr(bad) in str(error.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_file_is_named(tmp_path):
+    bad = folder_with(tmp_path, "locked.png", lambda path: write(path, gray(0)))
+    os.chmod(bad, 0)
+    with pytest.raises(ValueError, match="Permission denied") as error:
+        load_dataset(str(tmp_path))
+    assert repr(bad) in str(error.value)
+
+
+def test_cli_names_a_bad_image_in_one_line(tmp_path, capsys):
+    from pixelprior.cli import main
+
+    bad = folder_with(tmp_path / "images", "text.png", lambda path: path.write_text("not an image"))
+    argv = ["train", "--model", "pixelcnn_mnist", "--dataset", str(tmp_path / "images"), "--output_dir", "unused"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pixelprior train: error: Expected an image file") and repr(bad) in err
+    assert err.count("\n") == 1
+
+
+# --- links: each real file once, never in both splits ---------------------------------------------------------------
+
+
+def real_files(x: torch.Tensor) -> list[bytes]:
+    return sorted(bytes(image.numpy().tobytes()) for image in x)
+
+
+def test_symlink_loops_are_skipped_and_each_file_counts_once(tmp_path):
+    root = tmp_path / "root"
+    images = {}
+    for split, name, k in [("train", "cat", 0), ("train", "cat", 1), ("train", "dog", 2), ("test", "cat", 3)]:
+        images[k] = write(root / split / name / f"{k}.png", gray(20 * k))
+    write(root / "test" / "dog" / "4.png", gray(80))
+    os.symlink(root, root / "train" / "cat" / "loop")  # back to the root: test images would land in train
+    os.symlink(root / "train", root / "train" / "dog" / "up")  # back to the split's root
+    os.symlink(root / "train" / "cat", root / "train" / "cat" / "again")  # back to itself
+    os.symlink(root / "train" / "cat" / "0.png", root / "train" / "cat" / "copy.png")  # one file, two names
+    os.makedirs(root / "train" / "cat" / "deeper")
+    os.symlink(root / "train" / "dog", root / "train" / "dog" / "self")
+    train, test = load_dataset(str(root), "train"), load_dataset(str(root), "test")
+    assert (len(train), len(test)) == (3, 2)  # not 984 and 98
+    assert real_files(train.x[:, 0]) == real_files(torch.from_numpy(np.stack([images[k] for k in (0, 1, 2)])))
+    assert not set(real_files(train.x)) & set(real_files(test.x))  # no image in both splits
+    assert train.class_names == ["cat", "dog"] and sorted(train.labels.tolist()) == [0, 0, 1]
+
+
+def test_an_unsplit_folder_with_links_splits_real_files(tmp_path):
+    for k in range(12):
+        write(tmp_path / f"{k:02d}.png", gray(10 * k))
+    os.makedirs(tmp_path / "more")
+    for k in range(6):  # every file a second time under another name, and a loop
+        os.symlink(tmp_path / f"{k:02d}.png", tmp_path / "more" / f"link{k}.png")
+    os.symlink(tmp_path, tmp_path / "more" / "loop")
+    train, test = load_dataset(str(tmp_path), "train"), load_dataset(str(tmp_path), "test")
+    assert len(train) + len(test) == 12 and not set(real_files(train.x)) & set(real_files(test.x))
+
+
+def test_a_file_in_both_splits_or_two_classes_is_an_error(tmp_path):
+    write(tmp_path / "a" / "train" / "cat" / "0.png", gray(0))
+    write(tmp_path / "a" / "test" / "cat" / "1.png", gray(10))
+    os.symlink(tmp_path / "a" / "test" / "cat", tmp_path / "a" / "train" / "cat" / "linked")
+    with pytest.raises(ValueError, match="in one split, got .*1.png.* in the train split .* and in the test split"):
+        load_dataset(str(tmp_path / "a"), "test")
+    write(tmp_path / "b" / "cat" / "0.png", gray(0))
+    write(tmp_path / "b" / "dog" / "1.png", gray(10))
+    os.symlink(tmp_path / "b" / "cat" / "0.png", tmp_path / "b" / "dog" / "0.png")
+    with pytest.raises(ValueError, match=r"in one class, got .*0.png.* in class 'cat' .* and in class 'dog'"):
+        load_dataset(str(tmp_path / "b"))

@@ -81,14 +81,3 @@ def test_load_dataset():
 def test_load_dataset_rejects_unknown(kwargs, match):
     with pytest.raises(ValueError, match=match):
         load_dataset(**kwargs)
-
-
-def test_grid_dataset_checks_its_input():
-    with pytest.raises(ValueError, match="integer tensor"):
-        GridDataset(torch.rand(2, 1, 4, 4), num_values=2)
-    with pytest.raises(ValueError, match=r"values in \[0, 2\)"):
-        GridDataset(torch.full((2, 1, 4, 4), 2), num_values=2)
-    with pytest.raises(ValueError, match="labels of shape"):
-        GridDataset(torch.zeros(2, 1, 4, 4, dtype=torch.long), num_values=2, labels=torch.zeros(3))
-    data = GridDataset(torch.ones(2, 1, 4, 4, dtype=torch.long), num_values=2)
-    assert set(data[0]) == {"x"}

@@ -116,3 +116,44 @@ def test_image_gpt_s_is_the_papers_76m_model():
     D, L, T, K = 512, 24, 1024, 512
     expected = L * (12 * D**2 + 13 * D) + K * D + T * D + D + 2 * D + D * K
     assert sum(p.numel() for p in model.parameters()) == expected == 76_707_328
+
+
+def test_rms_norm_and_quick_gelu_are_openais_formulas():
+    """``norm_type="rms_norm"`` is ``x / sqrt(mean(x^2) + eps) * g`` (no mean, no bias) and ``quick_gelu`` is
+    ``x * sigmoid(1.702 x)``, in every block and before the head; the defaults stay GPT-2's LayerNorm and GELU."""
+    model = tiny(C=1, norm_type="rms_norm", activation="quick_gelu")
+    default = tiny(C=1)
+    assert isinstance(default.norm, torch.nn.LayerNorm) and isinstance(default.blocks[0].mlp[1], torch.nn.GELU)
+    x = 3 * torch.randn(5, 16, dtype=torch.float64)
+    with torch.no_grad():
+        for norm in (model.norm, model.blocks[0].norm1, model.blocks[1].norm2):
+            norm.weight.copy_(torch.rand(16, dtype=torch.float64) + 0.5)
+            expected = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * norm.weight
+            torch.testing.assert_close(norm(x), expected, rtol=0, atol=1e-14)
+        torch.testing.assert_close(model.blocks[0].mlp[1](x), x * torch.sigmoid(1.702 * x), rtol=0, atol=0)
+    assert sum(p.numel() for p in default.parameters()) - sum(p.numel() for p in model.parameters()) == 5 * 16
+
+
+@pytest.mark.parametrize("kw", [dict(norm_type="batch_norm"), dict(activation="relu")])
+def test_unknown_norm_or_activation_raises(kw):
+    with pytest.raises(ValueError, match="Expected (norm_type|activation) to be one of"):
+        tiny(**kw)
+
+
+@pytest.mark.parametrize(
+    "size,width,depth,heads", [("small", 512, 24, 8), ("medium", 1024, 36, 8), ("large", 1536, 48, 16)]
+)
+def test_openai_sizes_have_transformers_parameter_counts(size, width, depth, heads):
+    """image_gpt_{small,medium,large}: the released models' shapes, parameter for parameter (76.7M, 455M, 1.36B)."""
+    transformers = pytest.importorskip("transformers")
+    _, config = prior_config(f"image_gpt_{size}")
+    assert (config["hidden_channels"], config["num_layers"], config["num_heads"]) == (width, depth, heads)
+    assert (config["norm_type"], config["activation"], config["num_values"], config["sample_size"]) == (
+        "rms_norm", "quick_gelu", 512, 32,
+    )  # fmt: skip
+    with torch.device("meta"):
+        ours = create_prior(f"image_gpt_{size}")
+        reference = transformers.ImageGPTForCausalImageModeling(
+            transformers.ImageGPTConfig(n_embd=width, n_layer=depth, n_head=heads)  # n_positions 1024, vocab 513
+        )
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters())

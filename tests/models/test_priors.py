@@ -150,7 +150,7 @@ def chi_square_pvalue(counts: torch.Tensor, probs: torch.Tensor) -> float:
     return chisquare(counts.double().numpy(), expected.numpy()).pvalue
 
 
-def sharpened(model, probs_fn, scales=(1.0, 1.5, 2.0, 3.0, 4.0)):
+def sharpened(model, probs_fn, scales=(1.0, 1.5, 2.0, 3.0, 4.0, 6.0)):
     """Scale the weights (see :func:`sharpen`) until the distribution is far enough from uniform for a chi-square
     test to have power: the most likely outcome at least twice as likely as the least likely one."""
     done = 1.0

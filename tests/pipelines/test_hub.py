@@ -9,6 +9,7 @@ import huggingface_hub
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from huggingface_hub._tree_cache import TreeCacheEntry, write_tree_cache  # what snapshot_download caches
 
 from pixelprior import PixelPriorPipeline, VQPriorPipeline, create_prior
 from pixelprior.pipelines import load_pipeline, save_model_card
@@ -19,12 +20,24 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def _hub_cache(cache_dir, repo_id: str, folder) -> None:
-    """Lay ``folder`` out as huggingface_hub's cache holds a downloaded model repo at revision ``main``."""
+    """Lay ``folder`` out as huggingface_hub's cache holds a downloaded model repo at revision ``main``.
+
+    With the tree listing a download caches, so that offline loaders can list the repository's files as they
+    would online (diffusers' ``DiffusionPipeline.download`` then runs its whole file selection).
+    """
     repo = os.path.join(cache_dir, "models--" + repo_id.replace("/", "--"))
-    shutil.copytree(folder, os.path.join(repo, "snapshots", COMMIT))
+    snapshot = os.path.join(repo, "snapshots", COMMIT)
+    shutil.copytree(folder, snapshot)
     os.makedirs(os.path.join(repo, "refs"))
     with open(os.path.join(repo, "refs", "main"), "w") as f:
         f.write(COMMIT)
+    files = [os.path.relpath(os.path.join(r, n), snapshot) for r, _, names in os.walk(snapshot) for n in names]
+    entries = {
+        f: TreeCacheEntry(size=os.path.getsize(os.path.join(snapshot, f)), blob_id=f"{i:040x}")
+        for i, f in enumerate(files)
+    }
+    write_tree_cache(repo, COMMIT, entries)
+    assert {f.path for f in huggingface_hub.get_cached_repo_tree(repo_id, cache_dir=cache_dir)} == set(files)
 
 
 def _latent(pipe, seed=0):
@@ -45,7 +58,7 @@ def test_from_pretrained_with_a_hub_repo_id(tmp_path, monkeypatch):
     loaded = VQPriorPipeline.from_pretrained("someone/tiny-vq-prior", cache_dir=cache, local_files_only=True)
     assert torch.equal(_latent(loaded).images, _latent(pipe).images)
     assert type(load_pipeline("someone/tiny-vq-prior", cache_dir=cache, local_files_only=True)) is VQPriorPipeline
-    with pytest.raises(huggingface_hub.errors.LocalEntryNotFoundError):
+    with pytest.raises(ValueError, match="'someone/not-there': no such folder, and the repository cannot be found"):
         VQPriorPipeline.from_pretrained("someone/not-there", cache_dir=cache, local_files_only=True)
 
 

@@ -82,8 +82,6 @@ def test_class_labels_are_passed_to_the_prior():
     images = _run(pipe, batch_size=2, class_labels=[3, 4], output_type="latent")
     assert images.shape == (2, 1, 8, 8)
     assert torch.equal(images, _run(pipe, batch_size=2, class_labels=torch.tensor([3, 4]), output_type="latent"))
-    with pytest.raises(ValueError, match="class_labels"):
-        _run(pipe, batch_size=2)
 
 
 def test_rgb_pil_images():

@@ -46,8 +46,7 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
     straight_dir, resumed_dir = tmp_path / "straight", tmp_path / "resumed"
     straight = Trainer(TrainConfig(output_dir=str(straight_dir), **RESUMABLE))
     straight_result = straight.run()
-    assert sorted(os.listdir(straight_dir / "checkpoint-3")) == [
-        "custom_checkpoint_0.pkl",  # the LR scheduler (Accelerate's torch.save format)
+    assert sorted(os.listdir(straight_dir / "checkpoint-3")) == [  # no scheduler pickle: the lr follows from the step
         "ema.safetensors",
         "model.safetensors",
         "optimizer.bin",
@@ -136,8 +135,8 @@ def test_compiled_training_matches_eager(tmp_path):
 def test_runs_in_one_process_keep_their_own_settings(tmp_path):
     # Accelerate's per-process state must not carry one run's precision (or compile setting) into the next.
     config = dict(DIGITS, max_steps=2, batch_size=4, max_eval_samples=8)
-    for precision in ("no", "bf16", "no"):
-        trainer = Trainer(TrainConfig(output_dir=str(tmp_path / precision), mixed_precision=precision, **config))
+    for run, precision in enumerate(("no", "bf16", "no")):  # a folder per run: a new run never reuses one
+        trainer = Trainer(TrainConfig(output_dir=str(tmp_path / f"{run}"), mixed_precision=precision, **config))
         assert trainer.accelerator.mixed_precision == precision
         assert math.isfinite(trainer.run().test_bits_per_dim)
 
@@ -165,12 +164,15 @@ def test_nonfinite_loss_stops_or_is_skipped(tmp_path):
     )
     with pytest.raises(NonFiniteLossError, match=r"at step 2 .*The last good checkpoint is .*checkpoint-1"):
         train(config)
-    assert sorted(os.listdir(tmp_path / "stop")) == ["checkpoint-1"]  # nothing written after the bad step
+    written = sorted(n for n in os.listdir(tmp_path / "stop") if n != ".pixelprior.lock")  # the run's lock file
+    assert written == ["checkpoint-1"]  # nothing written after the bad step
 
+    # Skipping them trains on to the end, but a model whose bits/dim are NaN is not saved (the run fails).
     skipping = dataclasses.replace(config, output_dir=str(tmp_path / "skip"), skip_nonfinite=True)
-    result = train(skipping)
-    assert result.steps == 5 and result.nonfinite_steps == 4
-    with open(tmp_path / "skip" / "train_results.json") as f:
+    with pytest.raises(NonFiniteLossError, match="final bits/dim are not finite.*No pipeline was saved"):
+        train(skipping)
+    assert not (tmp_path / "skip" / "model_index.json").exists()
+    with open(tmp_path / "skip" / "checkpoint-5" / "trainer_state.json") as f:
         assert json.load(f)["nonfinite_steps"] == 4
 
 
@@ -213,3 +215,38 @@ def test_tensorboard_logger_writes_the_scalars(tmp_path):
     events.Reload()
     assert {"train/loss", "train/lr", "test/bits_per_dim"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2]
+
+
+class _NaNLossAt(Trainer):
+    """A run whose loss is NaN at the given (0-based) steps, as a diverging batch would make it."""
+
+    def __init__(self, config: TrainConfig, bad_steps) -> None:
+        super().__init__(config)
+        self.bad_steps = set(bad_steps)
+
+    def micro_step(self, last: bool) -> torch.Tensor:
+        loss = super().micro_step(last)
+        return loss * math.nan if self.step in self.bad_steps else loss
+
+
+def test_skipped_steps_are_counted_and_a_run_that_never_trained_saves_nothing(tmp_path):
+    config = dict(DIGITS, max_steps=4, batch_size=4, max_eval_samples=8, skip_nonfinite=True, logger="jsonl")
+    result = _NaNLossAt(TrainConfig(output_dir=str(tmp_path / "some"), **config), bad_steps=[1]).run()
+    assert result.nonfinite_steps == 1 and (tmp_path / "some" / "model_index.json").exists()
+    with pytest.raises(NonFiniteLossError, match="all 4 of its steps were skipped.*No pipeline was saved"):
+        _NaNLossAt(TrainConfig(output_dir=str(tmp_path / "all"), **config), bad_steps=range(4)).run()
+    assert not (tmp_path / "all" / "model_index.json").exists()
+    with open(tmp_path / "all" / "logs" / "metrics.jsonl") as f:
+        assert json.loads(f.readlines()[-1])["event"] == "failed"
+
+
+def test_a_run_that_ends_non_finite_keeps_the_earlier_good_pipeline(tmp_path):
+    config = dict(DIGITS, max_steps=2, batch_size=4, max_eval_samples=8, checkpointing_steps=2)
+    train(TrainConfig(output_dir=str(tmp_path), **config))
+    good = PixelPriorPipeline.from_pretrained(tmp_path).prior.state_dict()
+    diverging = dict(config, max_steps=4, learning_rate=1e30, skip_nonfinite=True, resume_from_checkpoint="latest")
+    diverging["allow_config_change"] = ("max_steps", "learning_rate", "skip_nonfinite")
+    with pytest.raises(NonFiniteLossError, match="final bits/dim are not finite"):
+        train(TrainConfig(output_dir=str(tmp_path), **diverging))
+    kept = PixelPriorPipeline.from_pretrained(tmp_path).prior.state_dict()
+    assert all(torch.equal(kept[name], value) for name, value in good.items())
