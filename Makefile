@@ -25,8 +25,6 @@ DEMO_BATCH ?= 16
 DEMO_LR ?= 3e-3
 DEMO_TEMPERATURE ?= 0.8
 DEMO_PER_CLASS ?= 10
-# 0 repeated DEMO_PER_CLASS times, then 1, ..., 9: with --cols DEMO_PER_CLASS, one row per digit
-DEMO_LABELS = $(foreach digit,0 1 2 3 4 5 6 7 8 9,$(foreach _,$(shell seq $(DEMO_PER_CLASS)),$(digit)))
 
 .PHONY: install demo test lint clean
 
@@ -42,14 +40,13 @@ demo: $(STAMP)
 	$(BIN)/pixelprior train --model gated_pixelcnn_mnist --model_kwargs '$(DEMO_MODEL_KWARGS)' \
 		--dataset mnist5k --binarize --output_dir $(DEMO_DIR) \
 		--max_steps $(DEMO_STEPS) --batch_size $(DEMO_BATCH) --learning_rate $(DEMO_LR) --seed 0
-	$(BIN)/pixelprior sample --pipeline $(DEMO_DIR) --batch_size $(words $(DEMO_LABELS)) \
-		--class_labels $(DEMO_LABELS) --cols $(DEMO_PER_CLASS) --temperature $(DEMO_TEMPERATURE) \
+	$(BIN)/pixelprior sample --pipeline $(DEMO_DIR) --per_class $(DEMO_PER_CLASS) --temperature $(DEMO_TEMPERATURE) \
 		--output samples.png --scale 3 --seed 0
 	@$(BIN)/python -c "import json; r = json.load(open('$(DEMO_DIR)/train_results.json')); \
 		print(f\"demo: test bits/dim {r['test_bits_per_dim']:.4f} ({r['test_nll_nats']:.2f} nats/image), \
 	samples in samples.png, pipeline in $(DEMO_DIR)/\")"
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)

@@ -18,7 +18,7 @@ from pixelprior import create_prior
 from pixelprior.cli import OneLineParser, main
 from pixelprior.cli import train as train_command
 from pixelprior.cli.train import config_from_args
-from pixelprior.pipelines import PixelPriorPipeline
+from pixelprior.pipelines import PixelPriorPipeline, make_image_grid
 from pixelprior.training import TrainConfig
 from pixelprior.training.options import option_info, option_type
 
@@ -68,7 +68,7 @@ def test_bad_model_is_a_clear_error(capsys):
         (["train", "--model", "pixelcnn_mnist", "--output_dir", "o", "--model_kwargs", "[1]"], "JSON object"),
         (["train", "--model", "pixelcnn_mnist", "--output_dir", "o", "--max_steps", "0"], "positive integer"),
         (["train", "--model", "pixelcnn_mnist", "--output_dir", "o", "--learning_rate", "-1"], "positive number"),
-        (["train", "--output_dir", "o"], "one of --model or --model_config"),
+        (["train", "--output_dir", "o"], "one of --model, --model_config or --init_from"),
         (["train", "--model", "pixelcnn_mnist", "--model_config", "c.json", "--output_dir", "o"], "one of --model"),
         (["train", "--model", "pixelcnn_mnist", "--output_dir", "o", "--lr_schedule", "linear"], "invalid choice"),
         (["train", "--model", "pixelcnn_mnist", "--output_dir", "o", "--mixed_precision", "fp8"], "invalid choice"),
@@ -127,6 +127,34 @@ def test_sample_class_conditional(tmp_path, capsys):
         assert image.size == (2 * (3 * 30 + 2), 2 * (30 + 2))
     assert main([*base, "--class_labels", "11"]) == 2
     assert "class_labels in [0, 10)" in capsys.readouterr().err
+
+
+def test_sample_one_row_per_class(tmp_path, capsys):
+    torch.manual_seed(0)
+    PixelPriorPipeline(
+        create_prior("pixelcnn_mnist", hidden_channels=8, num_layers=1, sample_size=6, num_classes=3)
+    ).save_pretrained(tmp_path / "pipe")
+    base = ["sample", "--pipeline", str(tmp_path / "pipe"), "--output", str(tmp_path / "rows.png")]
+    assert main([*base, "--per_class", "2", "--seed", "5"]) == 0
+    pipe = PixelPriorPipeline.from_pretrained(tmp_path / "pipe")
+    labels = [0, 0, 1, 1, 2, 2]  # row k: class k
+    expected = pipe(batch_size=6, class_labels=labels, generator=torch.Generator().manual_seed(5), progress=False)
+    with Image.open(tmp_path / "rows.png") as grid:
+        assert grid.size == (2 * 8 + 2, 3 * 8 + 2)  # 2 columns, 3 rows of 6x6 images
+        assert grid.tobytes() == make_image_grid(expected.images, cols=2).tobytes()
+    for flags, message in [
+        (["--per_class", "2", "--batch_size", "4"], "expected no --batch_size with it"),
+        (["--per_class", "2", "--class_labels", "1", "--cols", "2"], "expected no --class_labels or --cols"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*base, *flags])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    PixelPriorPipeline(create_prior("pixelcnn_mnist", hidden_channels=8, num_layers=1, sample_size=6)).save_pretrained(
+        tmp_path / "unconditional"
+    )
+    with pytest.raises(SystemExit):
+        main(["sample", "--pipeline", str(tmp_path / "unconditional"), "--output", "x.png", "--per_class", "2"])
+    assert "expected a class-conditional pipeline" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- flags derived from TrainConfig
@@ -228,10 +256,16 @@ DIGITS_TINY = ["--model", "pixelcnn_mnist", "--dataset", "digits", "--binarize",
 DIGITS_TINY += ["--model_kwargs", json.dumps(TINY_8)]
 BAD_TRAIN_FLAGS = [
     (["--model", "no_such_model", "--output_dir", "{out}"], "expected a registered prior"),
-    (["--model", "pixelcnn_mnist", "--model_config", "c.json", "--output_dir", "{out}"], "one of --model or"),
-    (["--output_dir", "{out}"], "exactly one of --model or --model_config"),
-    (["--model_config", "{tmp}/missing.json", "--output_dir", "{out}"], "a JSON file or a folder with a config.json"),
-    (["--model_config", "{tmp}", "--output_dir", "{out}"], "a JSON file or a folder with a config.json"),
+    (
+        ["--model", "pixelcnn_mnist", "--model_config", "c.json", "--output_dir", "{out}"],
+        "one of --model, --model_config or --init_from",
+    ),
+    (["--output_dir", "{out}"], "exactly one of --model, --model_config or --init_from, got none"),
+    (
+        ["--model_config", "{tmp}/missing.json", "--output_dir", "{out}"],
+        "a JSON file, a prior's folder or a run folder",
+    ),
+    (["--model_config", "{tmp}", "--output_dir", "{out}"], "a JSON file, a prior's folder or a run folder"),
     (["--model_config", "{tmp}/bad.json", "--output_dir", "{out}"], "got invalid JSON"),
     (["--model_config", "{tmp}/noclass.json", "--output_dir", "{out}"], "with a '_class_name'"),
     ([*DIGITS_TINY, "--model_kwargs", "{nope", "--output_dir", "{out}"], "expected a JSON object"),

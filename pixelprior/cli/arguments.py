@@ -56,6 +56,16 @@ def comma_list(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+class NegatableFlag(argparse.Action):
+    """A bool option on by default: ``--NAME`` sets it (accepted, as scripts pass it) and ``--no_NAME`` clears it."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, not option_string.startswith("--no_"))
+
+
 _CONVERT: dict[type, Callable[[str], Any]] = {int: int, float: float, str: str}
 _WORDS = {int: "an integer", float: "a number", str: "a string"}
 
@@ -64,7 +74,7 @@ def _flag_type(cls: type, field: dataclasses.Field) -> dict[str, Any]:
     """The ``add_argument`` keywords that parse and check the value of ``field``."""
     info, kind = option_info(field), option_type(cls, field.name)
     if kind.base is bool:
-        return {"action": "store_true"}
+        return {"action": NegatableFlag if field.default is True else "store_true"}
     if kind.base is dict:
         return {"type": json_object, "metavar": "JSON"}
     if kind.base is tuple:
@@ -96,8 +106,10 @@ def add_options(parser: argparse.ArgumentParser, cls: type, order: Iterable[str]
         required = required and not kind.optional
         shown = "" if default in (None, False, {}, ()) else f" (default: {default})"
         flags = [a for a in info.aliases if isinstance(a, str)]
+        negation = [f"--no_{field.name}"] if kind.base is bool and default is True else []
         groups[info.group].add_argument(
             f"--{field.name}",
+            *negation,
             *flags,
             dest=field.name,
             default=default,

@@ -100,7 +100,6 @@ class Likelihood(abc.ABC):
             ``(B, num_values)`` float64 log-probabilities in nats.
         """
 
-    @abc.abstractmethod
     def sample(
         self,
         params: torch.Tensor,
@@ -120,4 +119,22 @@ class Likelihood(abc.ABC):
 
         Returns:
             ``(B, len(channels))`` long.
+        """
+        u = uniform((params.shape[0], self.uniform_count(channels)), generator, params.device, params.dtype)
+        return self.sample_from(params, x, channels, temperature, u)
+
+    @abc.abstractmethod
+    def uniform_count(self, channels: tuple[int, ...]) -> int:
+        """How many uniform draws per sample :meth:`sample` takes for ``channels``."""
+
+    @abc.abstractmethod
+    def sample_from(
+        self, params: torch.Tensor, x: torch.Tensor, channels: tuple[int, ...], temperature: float, u: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`sample` given its uniform draws ``u`` (drawn outside, so that a compiled sampling step gets the
+        generator's numbers, in the order of :meth:`sample`).
+
+        Shapes:
+            params: ``(B, num_params)``, x: ``(B, C)`` long, u: ``(B, uniform_count(channels))`` ->
+            ``(B, len(channels))`` long
         """

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from .base import Generator, Likelihood, uniform
+from .base import Likelihood
 
 
 class CategoricalLikelihood(Likelihood):
@@ -55,18 +55,15 @@ class CategoricalLikelihood(Likelihood):
         # The network already conditioned this channel's logits on the earlier channels (channel_steps): x is unused.
         return F.log_softmax(self.logits(params)[:, channel].double(), dim=-1)  # (B, K)
 
-    def sample(
-        self,
-        params: torch.Tensor,
-        x: torch.Tensor,
-        channels: tuple[int, ...],
-        temperature: float = 1.0,
-        generator: Generator = None,
+    def uniform_count(self, channels: tuple[int, ...]) -> int:
+        return len(channels)
+
+    def sample_from(
+        self, params: torch.Tensor, x: torch.Tensor, channels: tuple[int, ...], temperature: float, u: torch.Tensor
     ) -> torch.Tensor:
         logits = self.logits(params)[:, list(channels)] / temperature  # (B, n, K)
         probs = torch.softmax(logits, dim=-1)
         cdf = probs.cumsum(-1)
-        u = uniform((params.shape[0], len(channels)), generator, params.device, params.dtype)
         # Inverse CDF: the first value whose cumulative probability exceeds u (scaled by the total so that
         # rounding in the cumsum can never push u past the last bin).
         target = rearrange(u, "b n -> b n 1") * cdf[..., -1:]

@@ -38,7 +38,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import Generator, Likelihood, uniform
+from .base import Likelihood
 from .quantization import bins_to_input, input_to_bins
 
 LOG_SCALE_MIN = -7.0
@@ -151,13 +151,11 @@ class LogisticMixtureLikelihood(Likelihood):
         log_l = self._bin_log_prob(bins, centred, log_scales[:, channel].unsqueeze(-1))  # (B, M, K)
         return torch.logsumexp(log_w.unsqueeze(-1) + log_l, dim=1) - torch.logsumexp(log_w, dim=1, keepdim=True)
 
-    def sample(
-        self,
-        params: torch.Tensor,
-        x: torch.Tensor,
-        channels: tuple[int, ...],
-        temperature: float = 1.0,
-        generator: Generator = None,
+    def uniform_count(self, channels: tuple[int, ...]) -> int:
+        return 1 + self.in_channels  # the component, then one logistic draw per channel
+
+    def sample_from(
+        self, params: torch.Tensor, x: torch.Tensor, channels: tuple[int, ...], temperature: float, u: torch.Tensor
     ) -> torch.Tensor:
         """Draw all channels of a pixel jointly: one mixture component, then R, G given R, B given R and G.
 
@@ -168,8 +166,7 @@ class LogisticMixtureLikelihood(Likelihood):
         K, C, M = self.num_values, self.in_channels, self.num_mixtures
         B = params.shape[0]
         logits, means, log_scales, coeffs = self.split(params)  # (B, M), (B, C, M), (B, C, M), (B, P, M)
-        # 1 + C uniforms per pixel: the component, then one logistic draw per channel.
-        u = uniform((B, 1 + C), generator, params.device, params.dtype)
+        # u: 1 + C uniforms per pixel, the component, then one logistic draw per channel.
         cdf = torch.softmax(logits / temperature, dim=-1).cumsum(-1)
         component = torch.searchsorted(cdf, u[:, :1] * cdf[:, -1:], right=True).clamp_(max=M - 1)  # (B, 1)
         pick = component.unsqueeze(1)  # (B, 1, 1)

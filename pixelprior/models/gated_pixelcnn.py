@@ -55,11 +55,11 @@ NOTE: [1] does not describe the first layer's residual or the output layers: the
 NOTE: unlike [1], where a spatial condition is mapped to the grid by a learned deconvolutional network, the
 base class resizes ``cond`` to the grid (nearest) before the ``1 x 1`` convolution.
 
-Cached sampling: the vertical stack depends on complete rows only, so when the sampler first reaches
-``(i, 0)`` the vertical stack's row ``i - 1`` is computed for every layer at once (``ConvStep.row`` on
-per-layer input buffers) and the link of row ``i`` is stored. The horizontal stack runs per pixel: every
-layer keeps its input map, a step writes the new pixel's input and reads back the ``1 x (k//2 + 1)`` window
-ending at the pixel. Conditioning biases are computed once per sampling run.
+Cached sampling: the vertical stack depends on complete rows only, so when row ``i`` is final (``commit_row``) the
+vertical stack's row ``i`` is computed for every layer at once (``ConvStep.row`` on per-layer input maps) and the links
+of row ``i + 1`` are stored. The horizontal stack runs per pixel: every layer keeps its input map, a step writes the
+new pixel's input and reads back the ``1 x (k//2 + 1)`` window ending at the pixel. The first layer reads a copy of
+the canvas. Conditioning biases are computed once per sampling run.
 
 [2] A. van den Oord, N. Kalchbrenner, K. Kavukcuoglu. Pixel Recurrent Neural Networks. ICML 2016.
     https://arxiv.org/abs/1601.06759
@@ -67,7 +67,7 @@ ending at the pixel. Conditioning biases are computed once per sampling run.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +78,7 @@ from torch import nn
 from ..nn import (
     AnchoredConv2d,
     ConditionBias,
+    ConvStep,
     DownShiftedConv2d,
     MaskedConv2d,
     bias_at,
@@ -85,6 +86,7 @@ from ..nn import (
     channel_groups,
     down_shift,
 )
+from ..nn.stepping import Index, PaddedMap, StepCache, pick
 from .modeling_prior import AutoregressivePrior
 from .registry import register_prior, register_prior_class
 
@@ -161,6 +163,78 @@ class GatedLayer(nn.Module):
         h_pre = self.h_conv(s) + self.link(down_shift(v_pre)) + h_bias  # (b, 2p, h, w)
         out = self.h_out(gate(h_pre))  # (b, p, h, w)
         return v_out, (s + out if self.residual else out)
+
+    def stepper(
+        self, batch_size: int, size: tuple[int, int], class_labels: torch.Tensor | None, cond: torch.Tensor | None
+    ) -> GatedLayerStep:
+        """State for cached sampling (one per sampling run); the first layer reads the canvas, not input maps."""
+        v_conv, h_conv = self.v_conv.stepper(), self.h_conv.stepper()
+        bias = self.cond_bias(class_labels, cond)  # (B, 4p, H, W), (B, 4p, 1, 1) or None
+        v_bias, h_bias = bias.chunk(2, dim=1) if bias is not None else (None, None)
+        like, p = v_conv.weight, self.h_out.out_channels
+        maps = self.residual  # every layer but the first reads its own input maps
+
+        def input_map(conv: ConvStep, whole_rows: bool) -> PaddedMap | None:
+            return PaddedMap.zeros(batch_size, p, size, conv.margin(whole_rows=whole_rows), like) if maps else None
+
+        link = self.link.stepper()
+        return GatedLayerStep(
+            v_conv=v_conv,
+            link=link,
+            h_conv=h_conv,
+            h_out=self.h_out.stepper(),
+            v_bias=v_bias,
+            h_bias=h_bias,
+            v_input=input_map(v_conv, True),
+            h_input=input_map(h_conv, False),
+            # Row 0's link: the down shift's zero row through the 1x1 link.
+            link_row=link.point(like.new_zeros(batch_size, size[1], 2 * p)),
+        )
+
+
+@dataclass
+class GatedLayerStep:
+    """A :class:`GatedLayer` frozen for cached sampling: weights, conditioning, input maps, the current row's link."""
+
+    v_conv: ConvStep
+    link: ConvStep
+    h_conv: ConvStep
+    h_out: ConvStep
+    v_bias: torch.Tensor | None  # (B, 2p, H, W), (B, 2p, 1, 1) or None
+    h_bias: torch.Tensor | None
+    v_input: PaddedMap | None  # (B, p, H, W): the vertical stack's input, row by row (None in the first layer)
+    h_input: PaddedMap | None  # (B, p, H, W): the horizontal stack's input, pixel by pixel (None in the first layer)
+    link_row: torch.Tensor  # (B, W, 2p): the link into the horizontal stack of the current row
+
+    def vertical(self, source: PaddedMap, r: Index) -> torch.Tensor:
+        """The vertical pre-gate maps of row ``r`` (rows ``r - k//2 .. r`` of ``source`` are final); stores the link
+        of row ``r + 1``.
+
+        Shapes:
+            -> ``(B, 2p, W)``
+        """
+        pre = self.v_conv.row(source, r)
+        self.link_row.copy_(self.link.point(rearrange(pre, "b c w -> b w c")))  # in place: static shapes and strides
+        return pre
+
+    def horizontal(self, source: PaddedMap, i: Index, j: Index) -> torch.Tensor:
+        """The horizontal stack's output at ``(i, j)``, its input written there in ``source``.
+
+        Shapes:
+            -> ``(B, p)`` (the residual branch)
+        """
+        pre = self.h_conv(source, i, j) + pick(self.link_row, 1, j) + bias_at(self.h_bias, i, j)
+        return self.h_out.point(gate(pre))
+
+
+@dataclass(kw_only=True)
+class GatedPixelCNNCache(StepCache):
+    """Cached-sampling state of a :class:`GatedPixelCNN`."""
+
+    canvas: PaddedMap  # (B, C, H, W): the encoded values, read by the first layer's two stacks
+    layers: list[GatedLayerStep]
+    head: ConvStep
+    output: ConvStep
 
 
 @register_prior_class
@@ -247,76 +321,37 @@ class GatedPixelCNN(AutoregressivePrior):
     # ------------------------------------------------------------------------------ cached sampling
     def init_cache(
         self, batch_size: int, class_labels: torch.Tensor | None, cond: torch.Tensor | None
-    ) -> dict[str, Any]:
-        (H, W), p = self.grid_size, self.config.hidden_channels
+    ) -> GatedPixelCNNCache:
+        layers = [layer.stepper(batch_size, self.grid_size, class_labels, cond) for layer in self.layers]
+        first = layers[0]
+        margin = first.v_conv.margin(whole_rows=True).union(first.h_conv.margin())
+        return GatedPixelCNNCache(
+            canvas=PaddedMap.zeros(batch_size, self.in_channels, self.grid_size, margin, first.v_conv.weight),
+            layers=layers,
+            head=self.head.stepper(),
+            output=self.output.stepper(),
+        )
 
-        def maps() -> torch.Tensor:
-            return torch.zeros(batch_size, p, H, W, device=self.device, dtype=self.dtype)
+    def forward_step(
+        self, cache: GatedPixelCNNCache, pixel: torch.Tensor, i: Index, j: Index, step: int, variant: None
+    ) -> torch.Tensor:
+        cache.canvas.write(pixel, i, j)  # the channels drawn so far; mask A hides the others
+        s = cache.layers[0].horizontal(cache.canvas, i, j)  # (B, p)
+        for layer in cache.layers[1:]:
+            layer.h_input.write(s, i, j)
+            s = s + layer.horizontal(layer.h_input, i, j)
+        return cache.output.point(F.relu(cache.head.point(F.relu(s))))  # (B, C * K)
 
-        layers = []
-        for n, layer in enumerate(self.layers):
-            bias = layer.cond_bias(class_labels, cond)  # (B, 4p, H, W), (B, 4p, 1, 1) or None
-            v_bias, h_bias = bias.chunk(2, dim=1) if bias is not None else (None, None)
-            layers.append(
-                {
-                    "v_conv": layer.v_conv.stepper(),
-                    "link": layer.link.stepper(),
-                    "h_conv": layer.h_conv.stepper(),
-                    "h_out": layer.h_out.stepper(),
-                    "v_bias": v_bias,
-                    "h_bias": h_bias,
-                    # Input maps (B, p, H, W) of the two stacks; the first layer reads the canvas instead.
-                    # Vertical ones are filled row by row, horizontal ones pixel by pixel.
-                    "v_input": maps() if n > 0 else None,
-                    "h_input": maps() if n > 0 else None,
-                    "link_row": None,  # (B, W, 2p): the link into the horizontal stack of row `cache["row"]`
-                }
-            )
-        return {
-            "layers": layers,
-            "row": -1,  # the row the links are for
-            "rows_done": 0,  # vertical rows 0 .. rows_done - 1 are in the input maps
-            "head": (self.head.stepper(), self.output.stepper()),
-        }
+    def commit(self, cache: GatedPixelCNNCache, pixel: torch.Tensor, i: Index, j: Index) -> None:
+        cache.canvas.write(pixel, i, j)
 
-    def _advance_rows(self, cache: dict[str, Any], h: torch.Tensor, i: int) -> None:
-        """Run the vertical stack over rows ``rows_done .. i - 1`` (complete by now); store the links of row ``i``.
-
-        Shapes:
-            h: ``(B, C, H, W)`` the canvas
-        """
-        B, W, p = h.shape[0], self.grid_size[1], self.config.hidden_channels
-        layers = cache["layers"]
-        # Pre-gate vertical maps of row i - 1; row -1 is the zero padding of the down shift.
-        pres = [torch.zeros(B, 2 * p, W, device=h.device, dtype=h.dtype) for _ in layers]
-        for r in range(cache["rows_done"], i):
-            for n, layer in enumerate(layers):
-                source = h if n == 0 else layer["v_input"]
-                pres[n] = layer["v_conv"].row(source, r)  # (B, 2p, W)
-                if n + 1 < len(layers):  # the last layer's vertical gate feeds nothing
-                    layers[n + 1]["v_input"][:, :, r] = gate(pres[n] + bias_row(layer["v_bias"], r))
-        cache["rows_done"] = i
-        for layer, pre in zip(layers, pres, strict=True):
-            layer["link_row"] = layer["link"].point(rearrange(pre, "b c w -> b w c"))  # (B, W, 2p)
-        cache["row"] = i
-
-    def step(self, cache: dict[str, Any], h: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        if cache["row"] != i:
-            if i < cache["row"]:
-                raise ValueError(f"Expected steps in raster order, got row {i} after row {cache['row']}.")
-            self._advance_rows(cache, h, i)
-        s = None  # (B, p) the horizontal stream at (i, j)
-        for n, layer in enumerate(cache["layers"]):
-            if n == 0:
-                source = h  # the canvas, holding the channels of (i, j) drawn so far
-            else:
-                source = layer["h_input"]
-                source[:, :, i, j] = s
-            pre = layer["h_conv"](source, i, j) + layer["link_row"][:, j] + bias_at(layer["h_bias"], i, j)
-            out = layer["h_out"].point(gate(pre))  # (B, p)
-            s = out if n == 0 else s + out
-        head, output = cache["head"]
-        return output.point(F.relu(head.point(F.relu(s))))  # (B, C * K)
+    def commit_row(self, cache: GatedPixelCNNCache, i: Index, variant: None) -> None:
+        """Run the vertical stack over row ``i`` (final now) and store the links of row ``i + 1``."""
+        layers = cache.layers
+        pre = layers[0].vertical(cache.canvas, i)  # (B, 2p, W)
+        for below, layer in zip(layers, layers[1:], strict=False):
+            layer.v_input.write_row(gate(pre + bias_row(below.v_bias, i)), i)
+            pre = layer.vertical(layer.v_input, i)
 
 
 register_prior(

@@ -61,8 +61,8 @@ and no bias; [1]'s sparse attention variants and BERT objective are not implemen
 
 Cached sampling: each layer keeps a :class:`~pixelprior.nn.KeyValueCache` (``(B, n, T, d)`` buffers). The step of
 position ``t`` runs one position through every layer: it writes that position's key and value at index ``t`` and
-attends over indices ``0 .. t``, ``O(t)`` per layer. The sampler calls :meth:`ImageGPT.step` ``C`` times at each pixel
-(one per channel); call ``c`` commits position ``(i W + j) C + c``, whose input (value ``t - 1``) is final by then.
+attends over indices ``0 .. t``, ``O(t)`` per layer. The sampler steps each pixel ``C`` times (one per channel); step
+``c`` runs position ``(i W + j) C + c``, whose input (value ``t - 1``) is final by then.
 So that a step returns the teacher-forced parameters of the whole pixel (the contract of ``step``), call ``c``
 also runs the later channels ``c + 1 .. C - 1`` of the pixel from the canvas as it stands; their keys and values
 are overwritten by later calls, and their logits, read from not-yet-drawn values while sampling, are never used
@@ -73,7 +73,7 @@ by the sampler. This costs ``C (C + 1) / 2`` position evaluations per pixel inst
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -83,9 +83,10 @@ from torch import nn
 
 from ..nn.activations import QuickGELU
 from ..nn.attention import KeyValueCache
+from ..nn.stepping import Index, pick
 from .modeling_prior import AutoregressivePrior
 from .registry import register_prior, register_prior_class
-from .sequence import RasterSequenceStep
+from .sequence import RasterSequenceStep, SequenceCache
 
 
 class CausalSelfAttention(nn.Module):
@@ -113,7 +114,7 @@ class CausalSelfAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (b, n, t, d)
         return self.dropout(self.proj(rearrange(out, "b n t d -> b t (n d)")))
 
-    def step(self, x: torch.Tensor, cache: KeyValueCache, t: int) -> torch.Tensor:
+    def step(self, x: torch.Tensor, cache: KeyValueCache, t: Index) -> torch.Tensor:
         """Position ``t`` alone: write its key and value at index ``t`` of the cache, attend over ``0 .. t``.
 
         Shapes:
@@ -169,7 +170,7 @@ class Block(nn.Module):
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
-    def step(self, x: torch.Tensor, cache: KeyValueCache, t: int) -> torch.Tensor:
+    def step(self, x: torch.Tensor, cache: KeyValueCache, t: Index) -> torch.Tensor:
         """The block at position ``t`` (see :meth:`CausalSelfAttention.step`).
 
         Shapes:
@@ -177,6 +178,13 @@ class Block(nn.Module):
         """
         x = x + self.attn.step(self.norm1(x), cache, t)
         return x + self.mlp(self.norm2(x))
+
+
+@dataclass(kw_only=True)
+class ImageGPTCache(SequenceCache):
+    """Cached-sampling state of an :class:`ImageGPT`."""
+
+    cond: torch.Tensor | None  # (B, H W, D): the condition's projection at each pixel
 
 
 @register_prior_class
@@ -325,34 +333,31 @@ class ImageGPT(RasterSequenceStep, AutoregressivePrior):
     # -------------------------------------------------------------------------------------- cached sampling
     def init_cache(
         self, batch_size: int, class_labels: torch.Tensor | None, cond: torch.Tensor | None
-    ) -> dict[str, Any]:
+    ) -> ImageGPTCache:
         B, T, D = batch_size, self.sequence_length, self.config.hidden_channels
         kv = dict(device=self.device, dtype=self.dtype)
-        return {
-            "start": self._start(class_labels, B),  # (B, D)
-            "cond": self._cond_features(cond),  # (B, H W, D) or None
-            "kv": [KeyValueCache(B, T, D, D, self.config.num_heads, **kv) for _ in self.blocks],
-            "length": 0,  # positions 0 .. length - 1 are committed (their keys and values are final)
-            "params": torch.zeros(B, self.distribution.num_params, **kv),  # the current pixel's logits
-        }
+        return ImageGPTCache(
+            memory=[KeyValueCache(B, T, D, D, self.config.num_heads, **kv) for _ in self.blocks],
+            params=torch.zeros(B, self.distribution.num_params, **kv),
+            next_input=self._start(class_labels, B).detach().clone(),  # position 0 reads the start token
+            cond=self._cond_features(cond),
+        )
 
-    def _position(self, cache: dict[str, Any], h: torch.Tensor, t: int) -> torch.Tensor:
-        """The logits of position ``t``; writes its keys and values at index ``t``.
+    def _embed(self, value: torch.Tensor, channel: int) -> torch.Tensor:
+        """Shapes: value: ``(B,)`` -> ``(B, D)`` (one table for every channel)."""
+        return self.embed_values(value)
+
+    def _position(self, cache: ImageGPTCache, x: torch.Tensor, t: Index) -> torch.Tensor:
+        """The logits of position ``t`` from its input embedding ``x``; writes its keys and values at index ``t``.
 
         Shapes:
-            h: ``(B, C, H, W)`` -> ``(B, K)``
+            x: ``(B, D)`` -> ``(B, K)``
         """
-        C, W = self.in_channels, self.grid_size[1]
-        if t == 0:
-            x = cache["start"]
-        else:
-            i, j = divmod((t - 1) // C, W)
-            x = self.embed_values(h[:, (t - 1) % C, i, j])  # value t - 1: channel (t - 1) % C of its pixel
-        x = x + self.position_embedding.weight[t]
-        if cache["cond"] is not None:
-            x = x + cache["cond"][:, t // C]
-        for block, kv in zip(self.blocks, cache["kv"], strict=True):
-            x = block.step(x, kv, t)
+        x = x + pick(self.position_embedding.weight, 0, t)
+        if cache.cond is not None:
+            x = x + pick(cache.cond, 1, t // self.in_channels)
+        for block, memory in zip(self.blocks, cache.memory, strict=True):
+            x = block.step(x, memory, t)
         return self.head(self.norm(x))
 
 

@@ -77,7 +77,7 @@ NOTE: as tensor2tensor's implementation of [1], the attention projections have n
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -87,9 +87,10 @@ from torch import nn
 
 from ..nn.attention import KeyValueCache, LocalBlocks, local_attention
 from ..nn.conditioning import ConditionBias
+from ..nn.stepping import Index, pick
 from .modeling_prior import AutoregressivePrior
 from .registry import register_prior, register_prior_class
-from .sequence import RasterSequenceStep
+from .sequence import RasterSequenceStep, SequenceCache
 
 ATTENTION_TYPES = ("local_1d", "local_2d")
 POSITION_ENCODINGS = ("sinusoidal", "learned")
@@ -133,15 +134,17 @@ class LocalSelfAttention(nn.Module):
         p = self.dropout_p if self.training else 0.0
         return self.proj(local_attention(q, k, v, blocks, self.num_heads, p))
 
-    def step(self, x: torch.Tensor, cache: KeyValueCache, t: int, visible: torch.Tensor) -> torch.Tensor:
-        """Position ``t`` alone: store its key and value, attend over the ``visible`` positions.
+    def step(
+        self, x: torch.Tensor, cache: KeyValueCache, t: Index, visible: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Position ``t`` alone: store its key and value, attend over the ``visible`` positions (where ``mask``).
 
         Shapes:
-            x: ``(b, D)``, visible: ``(m,)`` -> ``(b, D)``
+            x: ``(b, D)``, visible: ``(m,)``, mask: ``(m,)`` or ``None`` -> ``(b, D)``
         """
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         cache.write(t, k, v)
-        return self.proj(cache.attend_at(q, visible))
+        return self.proj(cache.attend_at(q, visible, mask))
 
 
 class Block(nn.Module):
@@ -185,13 +188,24 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, blocks: LocalBlocks) -> torch.Tensor:
         return self._sublayers(x, lambda y: self.attn(y, blocks))
 
-    def step(self, x: torch.Tensor, cache: KeyValueCache, t: int, visible: torch.Tensor) -> torch.Tensor:
+    def step(
+        self, x: torch.Tensor, cache: KeyValueCache, t: Index, visible: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """The block at position ``t`` (see :meth:`LocalSelfAttention.step`).
 
         Shapes:
             x: ``(b, D)`` -> ``(b, D)``
         """
-        return self._sublayers(x, lambda y: self.attn.step(y, cache, t, visible))
+        return self._sublayers(x, lambda y: self.attn.step(y, cache, t, visible, mask))
+
+
+@dataclass(kw_only=True)
+class ImageTransformerCache(SequenceCache):
+    """Cached-sampling state of an :class:`ImageTransformer`."""
+
+    blocks: LocalBlocks
+    positions: torch.Tensor  # (T, D): the position encoding
+    bias: torch.Tensor | None  # (B, T, D), (B, 1, D) or None: the conditioning
 
 
 @register_prior_class
@@ -386,37 +400,36 @@ class ImageTransformer(RasterSequenceStep, AutoregressivePrior):
     # -------------------------------------------------------------------------------------- cached sampling
     def init_cache(
         self, batch_size: int, class_labels: torch.Tensor | None, cond: torch.Tensor | None
-    ) -> dict[str, Any]:
+    ) -> ImageTransformerCache:
         B, T, D = batch_size, self.sequence_length, self.config.hidden_channels
         kv = dict(device=self.device, dtype=self.dtype)
-        return {
-            "blocks": self.local_blocks,
-            "positions": self.position_encoding(),  # (T, D)
-            "bias": self._conditioning(class_labels, cond),  # (B, T, D), (B, 1, D) or None
-            "kv": [KeyValueCache(B, T, D, D, self.config.num_heads, **kv) for _ in self.layers],
-            "length": 0,  # positions 0 .. length - 1 are committed (their keys and values are final)
-            "params": torch.zeros(B, self.distribution.num_params, **kv),  # the current pixel's logits
-        }
+        return ImageTransformerCache(
+            memory=[KeyValueCache(B, T, D, D, self.config.num_heads, **kv) for _ in self.layers],
+            params=torch.zeros(B, self.distribution.num_params, **kv),
+            next_input=torch.zeros(B, D, **kv),  # position 0 reads zeros
+            blocks=self.local_blocks,
+            positions=self.position_encoding(),
+            bias=self._conditioning(class_labels, cond),
+        )
 
-    def _position(self, cache: dict[str, Any], h: torch.Tensor, t: int) -> torch.Tensor:
-        """The logits of position ``t``; writes its keys and values at index ``t``.
+    def _embed(self, value: torch.Tensor, channel: int) -> torch.Tensor:
+        """Shapes: value: ``(B,)`` -> ``(B, D)`` (the table of ``channel``)."""
+        return self.embed_values(value, channel)
+
+    def _position(self, cache: ImageTransformerCache, x: torch.Tensor, t: Index) -> torch.Tensor:
+        """The logits of position ``t`` from its input embedding ``x``; writes its keys and values at index ``t``.
 
         Shapes:
-            h: ``(B, C, H, W)`` -> ``(B, K)``
+            x: ``(B, D)`` -> ``(B, K)``
         """
-        C, W = self.in_channels, self.grid_size[1]
-        if t == 0:
-            x = h.new_zeros(h.shape[0], self.config.hidden_channels)
-        else:
-            (i, j), c = divmod((t - 1) // C, W), (t - 1) % C  # value t - 1: channel c of pixel (i, j)
-            x = self.embed_values(h[:, c, i, j], c)
-        x = x + cache["positions"][t]
-        bias = cache["bias"]
+        x = x + pick(cache.positions, 0, t)
+        bias = cache.bias
         if bias is not None:
-            x = x + bias[:, t if bias.shape[1] > 1 else 0]
-        visible = cache["blocks"].visible(t)
-        for layer, kv in zip(self.layers, cache["kv"], strict=True):
-            x = layer.step(x, kv, t, visible)
+            x = x + pick(bias, 1, t if bias.shape[1] > 1 else 0)
+        # The visible memory: its positions (an int t), or the fixed-size memory block and a mask (a tensor t).
+        visible, mask = (cache.blocks.visible(t), None) if isinstance(t, int) else cache.blocks.memory_of(t)
+        for layer, memory in zip(self.layers, cache.memory, strict=True):
+            x = layer.step(x, memory, t, visible, mask)
         if self.norm is not None:
             x = self.norm(x)
         return self.head(x)

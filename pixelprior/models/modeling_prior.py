@@ -5,11 +5,25 @@ A prior is a likelihood model over a grid of discrete values ``x`` of shape ``(B
 values; a ``(B, H, W)`` grid is accepted). It factorizes ``p(x)`` in raster order, R -> G -> B within a pixel
 where the likelihood orders channels.
 
-Subclasses implement three methods and declare their constructor under ``@register_to_config``:
+Subclasses declare their constructor under ``@register_to_config`` and implement the network and, for cached
+sampling (see :mod:`pixelprior.sampling`), its incremental version:
 
 * ``compute_params(h, class_labels, cond)``: the network, teacher-forced on the encoded input ``h``;
-* ``init_cache(batch_size, class_labels, cond)`` and ``step(cache, h, i, j)``: the incremental network
-  of cached sampling (see :mod:`pixelprior.sampling`), returning the parameters of one position.
+* ``init_cache(batch_size, class_labels, cond)``: the typed state of cached sampling (a
+  :class:`~pixelprior.nn.stepping.StepCache` dataclass: layer buffers, frozen weights, conditioning), allocated
+  with static shapes;
+* ``forward_step(cache, pixel, i, j, step, variant)``: the network at one position, from the position's values drawn
+  so far (``pixel``, encoded) and what the cache holds of the positions before it: the parameters there;
+* optionally ``commit(cache, pixel, i, j)`` (position ``(i, j)`` is final, with these values) and
+  ``commit_row(cache, i, variant)`` (row ``i`` is final), for layers that read only final positions (an input copy
+  of the canvas, a vertical stack, attention keys), and ``step_variant(i, j)`` / ``row_variant(i)`` where the static
+  structure of a step depends on the position (PixelCNN++'s low-resolution stages).
+
+:meth:`AutoregressivePrior.step` drives the protocol: it keeps the cache's
+:class:`~pixelprior.nn.stepping.RasterCursor` (the one record of which positions are final) and calls the hooks; no
+model works that out from ``(i, j)`` itself.
+Positions are python ints in eager sampling and 0-d tensors in the compiled step, so a ``forward_step`` indexes
+through :mod:`pixelprior.nn.stepping` and does not branch on them.
 
 Everything a user calls (``forward``, ``log_prob``, ``bits_per_dim``, ``loss``, ``sample``) lives here and
 validates its inputs at the boundary.
@@ -17,17 +31,22 @@ validates its inputs at the boundary.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
+from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..distributions import Likelihood, bins_to_input, get_likelihood
 from ..distributions.base import Generator
+from ..nn.stepping import Index, RasterCursor, StepCache
+from ..sampling import sample as _sample
 
 _INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
@@ -55,6 +74,7 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
     """
 
     config_name = "config.json"
+    _supports_gradient_checkpointing = True
 
     # ----------------------------------------------------------------------------------------- setup
     def _init_prior(
@@ -101,6 +121,36 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
     def cond_channels(self) -> int | None:
         return self.config.cond_channels
 
+    # ------------------------------------------------------------------------ gradient checkpointing
+    def _set_gradient_checkpointing(
+        self, enable: bool = True, gradient_checkpointing_func: Callable[..., Any] | None = None
+    ) -> None:
+        """Gradient (activation) checkpointing of every repeated block (diffusers' ``enable_gradient_checkpointing`` /
+        ``disable_gradient_checkpointing`` call it).
+
+        Every architecture keeps its repeated blocks in ``nn.ModuleList``s (``blocks``, ``layers``, PixelCNN++'s
+        stages...): each of them runs under ``gradient_checkpointing_func(block, *args)`` (default
+        :func:`torch.utils.checkpoint.checkpoint`, non-reentrant) when gradients are being recorded, so that its
+        activations are dropped after the forward pass and recomputed in the backward pass. The RNG state is replayed
+        (dropout draws the same masks): the gradients are those without checkpointing. Nothing is renamed: the state
+        dict, saving and cached sampling are unaffected.
+
+        Raises:
+            ValueError: when the model keeps no blocks in a ``ModuleList``.
+        """
+        blocks = _repeated_blocks(self)
+        if not blocks:
+            raise ValueError(
+                f"Expected {type(self).__name__} to keep its blocks in an nn.ModuleList for gradient checkpointing, "
+                "got none."
+            )
+        for block in blocks:
+            if enable:
+                _checkpoint_block(block, gradient_checkpointing_func or _checkpoint)
+            else:
+                block.__dict__.pop("forward", None)  # the class's forward again
+                block.gradient_checkpointing = False
+
     # -------------------------------------------------------------------------- subclass interface
     def encode_input(self, x: torch.Tensor) -> torch.Tensor:
         """Bins -> network input; works on any spatial extent (the sampler encodes single pixels).
@@ -121,22 +171,64 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
         """
         raise NotImplementedError
 
-    def init_cache(
-        self, batch_size: int, class_labels: torch.Tensor | None, cond: torch.Tensor | None
-    ) -> dict[str, Any]:
-        """State for cached sampling: empty layer buffers and precomputed conditioning."""
+    def init_cache(self, batch_size: int, class_labels: torch.Tensor | None, cond: torch.Tensor | None) -> StepCache:
+        """State for cached sampling: empty layer buffers, frozen weights and precomputed conditioning."""
         raise NotImplementedError(f"{type(self).__name__} has no cached sampling path; use use_cache=False.")
 
-    def step(self, cache: dict[str, Any], h: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        """Parameters at position ``(i, j)`` from the cache and the encoded canvas.
+    def forward_step(
+        self, cache: StepCache, pixel: torch.Tensor, i: Index, j: Index, step: int, variant: Hashable
+    ) -> torch.Tensor:
+        """The network at position ``(i, j)``, channel step ``step``: what ``compute_params`` gives there.
 
-        Called in raster order, once per entry of ``distribution.channel_steps`` at each position, with
-        ``h`` holding every value drawn so far. Must equal ``compute_params(h, ...)[:, :, i, j]``.
+        Every position before ``(i, j)`` has been committed (:meth:`commit`, :meth:`commit_row`); ``pixel`` holds the
+        position's values drawn so far (the channels of the earlier steps; the others are not final and the
+        parameters of the channels being drawn must not depend on them). ``variant`` is :meth:`step_variant`'s.
 
         Shapes:
-            h: ``(B, C, H, W)`` -> ``(B, num_params)``
+            pixel: ``(B, E)`` encoded -> ``(B, num_params)``
         """
         raise NotImplementedError(f"{type(self).__name__} has no cached sampling path; use use_cache=False.")
+
+    def commit(self, cache: StepCache, pixel: torch.Tensor, i: Index, j: Index) -> None:
+        """Position ``(i, j)`` is final, with the values ``pixel`` (called before any later position's step).
+
+        Shapes:
+            pixel: ``(B, E)`` encoded
+        """
+
+    def commit_row(self, cache: StepCache, i: Index, variant: Hashable) -> None:
+        """Row ``i`` is final (after the commit of its last position); ``variant`` is :meth:`row_variant`'s."""
+
+    def step_variant(self, i: int, j: int) -> Hashable:
+        """The static structure of :meth:`forward_step` at ``(i, j)`` (``None``: the same at every position)."""
+        return None
+
+    def row_variant(self, i: int) -> Hashable:
+        """The static structure of :meth:`commit_row` of row ``i`` (``None``: the same for every row)."""
+        return None
+
+    def step(self, cache: StepCache, h: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """Parameters at position ``(i, j)`` from the cache and the encoded canvas.
+
+        Called in raster order, once per entry of ``distribution.channel_steps`` at each position, with ``h``
+        holding every value drawn so far. Equals ``compute_params(h, ...)[:, :, i, j]``. The driver of the step
+        protocol: the cache's cursor says which positions have become final, and the model's hooks are told.
+
+        Shapes:
+            h: ``(B, E, H, W)`` -> ``(B, num_params)``
+
+        Raises:
+            ValueError: for a step out of raster order.
+        """
+        if cache.cursor is None:
+            cache.cursor = RasterCursor(self.grid_size[1], len(self.distribution.channel_steps))
+        visit = cache.cursor.advance(i, j)
+        if visit.final is not None:
+            fi, fj = visit.final
+            self.commit(cache, h[:, :, fi, fj], fi, fj)
+        if visit.row_done is not None:
+            self.commit_row(cache, visit.row_done, self.row_variant(visit.row_done))
+        return self.forward_step(cache, h[:, :, i, j], i, j, visit.step, self.step_variant(i, j))
 
     # ------------------------------------------------------------------------------ validation
     def check_x(self, x: Any, name: str = "x") -> torch.Tensor:
@@ -209,6 +301,8 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
                     f"Expected cond to be a float tensor of shape ({batch_size}, {cond_channels}, h, w), got dtype "
                     f"{cond.dtype} and shape {tuple(cond.shape)}."
                 )
+            if cond.numel() and not bool(torch.isfinite(cond).all()):
+                raise ValueError("Expected a finite cond, got NaN or infinite values in it.")
             cond = cond.to(device=self.device, dtype=self.dtype)
             if tuple(cond.shape[-2:]) != self.grid_size:
                 cond = F.interpolate(cond, size=self.grid_size, mode="nearest")
@@ -325,6 +419,8 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
         temperature: float = 1.0,
         generator: Generator = None,
         use_cache: bool = True,
+        compile: bool | str | dict[str, Any] = False,
+        cuda_graphs: bool = False,
         progress: bool = False,
         row_callback: Callable[[int, torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
@@ -336,18 +432,24 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
             cond: ``(B, cond_channels, h, w)`` spatial condition.
             known: ``(B, C, H, W)`` values to keep where ``known_mask`` is True (completion / inpainting).
             known_mask: bool, ``(B, C, H, W)``, ``(B, 1, H, W)`` or ``(B, H, W)``; True = keep.
-            temperature: > 0, divides the logits.
+            temperature: finite and > 0, divides the logits.
             generator: a ``torch.Generator`` or a list of one per sample.
             use_cache: the fast incremental path (default) or the plain reference loop.
+            compile: run the cached step compiled with ``torch.compile`` (once per model and step variant; the
+                same samples in float64); a dict is ``torch.compile``'s keyword arguments (``backend``, ``mode``);
+                ``"reduce-overhead"`` is ``compile=True, cuda_graphs=True``.
+            cuda_graphs: with ``compile`` on a CUDA device, replay each compiled step from a CUDA graph (captured
+                in every call, once per step variant): one launch per step instead of one per kernel.
             progress: show a progress bar.
             row_callback: ``row_callback(i, x)`` is called once row ``i`` is complete, with the grid drawn so far.
+
+        Raises:
+            ValueError: for bad arguments, and when the distribution parameters of a step are not finite.
 
         Returns:
             ``(B, C, H, W)`` long.
         """
-        from ..sampling import sample
-
-        return sample(
+        return _sample(
             self,
             batch_size,
             class_labels=class_labels,
@@ -357,6 +459,8 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
             temperature=temperature,
             generator=generator,
             use_cache=use_cache,
+            compile=compile,
+            cuda_graphs=cuda_graphs,
             progress=progress,
             row_callback=row_callback,
         )
@@ -370,6 +474,42 @@ class AutoregressivePrior(ModelMixin, ConfigMixin):
 
             return prior_class(config.get("_class_name")).from_pretrained(pretrained_model_name_or_path, **kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+
+def _checkpoint(block: Callable[..., Any], *args: Any) -> Any:
+    return checkpoint(block, *args, use_reentrant=False)
+
+
+def _checkpoint_block(block: nn.Module, checkpointing: Callable[..., Any]) -> None:
+    """Make ``block``'s forward run under ``checkpointing(forward, *args)`` while gradients are recorded (an instance
+    attribute over the class's forward; keyword arguments are bound first: diffusers' functions take positional
+    ones)."""
+    forward = type(block).forward.__get__(block)
+
+    def checkpointed(*args: Any, **kwargs: Any) -> Any:
+        if torch.is_grad_enabled():
+            return checkpointing(functools.partial(forward, **kwargs), *args)
+        return forward(*args, **kwargs)
+
+    block.forward = checkpointed
+    block.gradient_checkpointing = True  # what diffusers' is_gradient_checkpointing reads
+
+
+def _repeated_blocks(model: nn.Module) -> list[nn.Module]:
+    """The outermost modules inside every ``nn.ModuleList`` of ``model`` (lists of lists included)."""
+    blocks = []
+
+    def visit(module: nn.Module, in_list: bool) -> None:
+        for child in module.children():
+            if isinstance(child, nn.ModuleList):
+                visit(child, in_list=True)
+            elif in_list:
+                blocks.append(child)
+            else:
+                visit(child, in_list=False)
+
+    visit(model, in_list=False)
+    return blocks
 
 
 def _value_range(t: torch.Tensor) -> tuple[int, int]:

@@ -3,11 +3,11 @@
 [1] A. van den Oord, N. Kalchbrenner, K. Kavukcuoglu. Pixel Recurrent Neural Networks. ICML 2016.
     https://arxiv.org/abs/1601.06759
 
-Architecture (section 3.4 and figure 5 of [1]), ``2h = hidden_channels``:
+Architecture (section 3.4 and figure 5 of [1]), ``F = hidden_channels`` (the paper's ``2h``):
 
-* a ``7 x 7`` convolution with mask A (the pixel itself hidden) from the ``C`` data channels to ``2h`` maps;
-* ``num_layers`` residual blocks ``ReLU -> 1x1 (2h -> h) -> ReLU -> 3x3 mask B (h -> h) -> ReLU ->
-  1x1 (h -> 2h)``, added to the stream;
+* a ``7 x 7`` convolution with mask A (the pixel itself hidden) from the ``C`` data channels to ``F`` maps;
+* ``num_layers`` residual blocks ``ReLU -> 1x1 (F -> F/2) -> ReLU -> 3x3 mask B (F/2 -> F/2) -> ReLU ->
+  1x1 (F/2 -> F)``, added to the stream;
 * two output layers ``ReLU -> 1x1 -> ReLU -> 1x1`` to ``C x num_values`` logits: a softmax over the values
   of each channel.
 
@@ -24,28 +24,30 @@ NOTE: unlike [1], class labels and spatial conditions (``num_classes``, ``cond_c
 bias added after every residual block, as in the conditional PixelCNN of van den Oord et al. 2016.
 
 Cached sampling: every ``k x k`` masked convolution keeps its input map; a step writes the new pixel's
-features into it and reads back only the ``k x k`` window of the new pixel. ``1 x 1`` layers are per-pixel.
+features into it and reads back only the ``k x k`` window of the new pixel. ``1 x 1`` layers are per-pixel. The
+first layer reads a copy of the canvas, in which each pixel's values drawn so far are written at its steps.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from ..nn import ConditionBias, MaskedConv2d, bias_at, channel_groups
+from ..nn import ConditionBias, ConvStep, MaskedConv2d, bias_at, channel_groups
+from ..nn.stepping import Index, PaddedMap, StepCache
 from .modeling_prior import AutoregressivePrior
 from .registry import register_prior, register_prior_class
 
 
 class PixelCNNBlock(nn.Module):
-    """Residual block of [1] (figure 5): ``2h -> h -> h -> 2h`` with a masked ``k x k`` middle layer.
+    """Residual block of [1] (figure 5): ``F -> F/2 -> F/2 -> F`` with a masked ``k x k`` middle layer.
 
     Shapes:
-        x: ``(B, 2h, H, W)`` -> ``(B, 2h, H, W)`` (the residual branch only; the caller adds it)
+        x: ``(B, F, H, W)`` -> ``(B, F, H, W)`` (the residual branch only; the caller adds it)
     """
 
     def __init__(self, channels: int, kernel_size: int, groups: int) -> None:
@@ -58,6 +60,44 @@ class PixelCNNBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.expand(F.relu(self.conv(F.relu(self.reduce(F.relu(x))))))
 
+    def stepper(self, batch_size: int, size: tuple[int, int]) -> PixelCNNBlockStep:
+        """State for cached sampling (one per sampling run)."""
+        conv = self.conv.stepper()
+        like = conv.weight
+        return PixelCNNBlockStep(
+            self.reduce.stepper(),
+            conv,
+            self.expand.stepper(),
+            PaddedMap.zeros(batch_size, conv.weight.shape[1], size, conv.margin(), like),
+        )
+
+
+@dataclass
+class PixelCNNBlockStep:
+    """A :class:`PixelCNNBlock` at one pixel: its frozen weights and the input map of its ``k x k`` convolution."""
+
+    reduce: ConvStep
+    conv: ConvStep
+    expand: ConvStep
+    buffer: PaddedMap  # (B, F/2, H, W): relu(reduce(relu(x))) at every pixel stepped so far
+
+    def __call__(self, x: torch.Tensor, i: Index, j: Index) -> torch.Tensor:
+        """Shapes: x: ``(B, F)`` -> ``(B, F)`` (the residual branch)."""
+        self.buffer.write(F.relu(self.reduce.point(F.relu(x))), i, j)
+        return self.expand.point(F.relu(self.conv(self.buffer, i, j)))
+
+
+@dataclass(kw_only=True)
+class PixelCNNCache(StepCache):
+    """Cached-sampling state of a :class:`PixelCNN`."""
+
+    canvas: PaddedMap  # (B, C, H, W): the encoded values, read by the input layer
+    input_conv: ConvStep
+    blocks: list[PixelCNNBlockStep]
+    biases: list[torch.Tensor | None]  # each block's conditioning bias, (B, F, H, W), (B, F, 1, 1) or None
+    head: ConvStep
+    output: ConvStep
+
 
 @register_prior_class
 class PixelCNN(AutoregressivePrior):
@@ -67,7 +107,7 @@ class PixelCNN(AutoregressivePrior):
         sample_size: ``int`` or ``(H, W)``.
         in_channels: data channels ``C``.
         num_values: values per channel.
-        hidden_channels: ``2h``, the width of the residual stream (at least ``2 C``).
+        hidden_channels: ``F``, the width of the residual stream (the paper's ``2h``; at least ``2 C``).
         num_layers: number of residual blocks.
         kernel_size: kernel of the blocks' masked convolutions (3 in [1]).
         first_kernel_size: kernel of the mask-A input convolution (7 in [1]).
@@ -123,7 +163,7 @@ class PixelCNN(AutoregressivePrior):
     def compute_params(
         self, h: torch.Tensor, class_labels: torch.Tensor | None, cond: torch.Tensor | None
     ) -> torch.Tensor:
-        s = self.input_conv(h)  # (B, 2h, H, W)
+        s = self.input_conv(h)  # (B, F, H, W)
         for block, cond_bias in zip(self.blocks, self.cond_biases, strict=True):
             s = s + block(s)
             bias = cond_bias(class_labels, cond)
@@ -134,29 +174,29 @@ class PixelCNN(AutoregressivePrior):
     # ------------------------------------------------------------------------------ cached sampling
     def init_cache(
         self, batch_size: int, class_labels: torch.Tensor | None, cond: torch.Tensor | None
-    ) -> dict[str, Any]:
-        H, W = self.grid_size
-        width = self.config.hidden_channels // 2
-        return {
-            "input": self.input_conv.stepper(),
-            "blocks": [(b.reduce.stepper(), b.conv.stepper(), b.expand.stepper()) for b in self.blocks],
-            # Input map of each block's k x k masked convolution, filled pixel by pixel.
-            "buffers": [
-                torch.zeros(batch_size, width, H, W, device=self.device, dtype=self.dtype) for _ in self.blocks
-            ],
-            "biases": [cb(class_labels, cond) for cb in self.cond_biases],
-            "head": (self.head.stepper(), self.output.stepper()),
-        }
+    ) -> PixelCNNCache:
+        input_conv = self.input_conv.stepper()
+        canvas = PaddedMap.zeros(batch_size, self.in_channels, self.grid_size, input_conv.margin(), input_conv.weight)
+        return PixelCNNCache(
+            canvas=canvas,
+            input_conv=input_conv,
+            blocks=[block.stepper(batch_size, self.grid_size) for block in self.blocks],
+            biases=[cond_bias(class_labels, cond) for cond_bias in self.cond_biases],
+            head=self.head.stepper(),
+            output=self.output.stepper(),
+        )
 
-    def step(self, cache: dict[str, Any], h: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        s = cache["input"](h, i, j)  # (B, 2h)
-        for (reduce, conv, expand), buffer, bias in zip(
-            cache["blocks"], cache["buffers"], cache["biases"], strict=True
-        ):
-            buffer[:, :, i, j] = F.relu(reduce.point(F.relu(s)))
-            s = s + expand.point(F.relu(conv(buffer, i, j))) + bias_at(bias, i, j)
-        head, output = cache["head"]
-        return output.point(F.relu(head.point(F.relu(s))))  # (B, P)
+    def forward_step(
+        self, cache: PixelCNNCache, pixel: torch.Tensor, i: Index, j: Index, step: int, variant: None
+    ) -> torch.Tensor:
+        cache.canvas.write(pixel, i, j)  # the channels drawn so far; mask A hides the others
+        s = cache.input_conv(cache.canvas, i, j)  # (B, F)
+        for block, bias in zip(cache.blocks, cache.biases, strict=True):
+            s = s + block(s, i, j) + bias_at(bias, i, j)
+        return cache.output.point(F.relu(cache.head.point(F.relu(s))))  # (B, P)
+
+    def commit(self, cache: PixelCNNCache, pixel: torch.Tensor, i: Index, j: Index) -> None:
+        cache.canvas.write(pixel, i, j)
 
 
 register_prior(

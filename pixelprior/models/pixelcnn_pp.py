@@ -17,10 +17,11 @@ Architecture (section 2 and figure 2 of [1]), ``F = hidden_channels``, ``R = num
 * **down pass**: ``R``, then ``R + 1`` and ``R + 1`` gated residual blocks at ``H/4``, ``H/2``, ``H``,
   separated by stride-2 transposed shifted convolutions; every block consumes (pops) one kept up-pass value
   of its stream and resolution (the U-Net skip connections);
-* **gated residual block** (``GatedResNet``): ``c = conv(concat_elu(x)) [+ nin(concat_elu(aux))]``,
-  ``c = conv(dropout(concat_elu(c)))`` to ``2F`` maps ``[a | b]`` (plus the conditioning), ``x + a *
-  sigmoid(b)``. The ``u`` blocks take ``aux`` = the ``u`` skip in the down pass (none in the up pass); the ``ul``
-  blocks take ``aux`` = the ``u`` stream at the same position in the up pass, ``[u, ul skip]`` in the down pass;
+* **gated residual block** (:class:`~pixelprior.nn.GatedResidualBlock`): ``c = conv(concat_elu(x))
+  [+ nin(concat_elu(aux))]``, ``c = conv(dropout(concat_elu(c)))`` to ``2F`` maps ``[a | b]`` (plus the
+  conditioning), ``x + a * sigmoid(b)``. The ``u`` blocks take ``aux`` = the ``u`` skip in the down pass (none
+  in the up pass); the ``ul`` blocks take ``aux`` = the ``u`` stream at the same position in the up pass,
+  ``[u, ul skip]`` in the down pass;
 * output: ``nin(elu(ul))`` to ``distribution.num_params`` maps (the discretized logistic mixture of
   :mod:`pixelprior.distributions.logistic_mixture`, all channels of a pixel jointly).
 
@@ -59,22 +60,22 @@ NOTE: unlike [1], any number of channels ``C`` and values ``num_values`` is supp
 fixed to RGB with 256 values); ``likelihood="categorical"`` is accepted for ``C = 1`` (codes).
 NOTE: unlike [1], spatial conditioning (``cond_channels``) is supported, as a bias of every gated block.
 
-Cached sampling (``init_cache`` / ``step``): every shifted convolution keeps its input map. The ``u`` stream
-of every stage depends only on complete rows, so when the sampler reaches ``(i, 0)`` the ``u`` rows that just
-became computable are computed with row steps: full-resolution row ``i``; ``H/2`` row ``i / 2`` when ``i`` is
-even; ``H/4`` row ``i / 4`` when ``4 | i``; up pass then down pass. The ``ul`` stream runs per pixel: at
-``(i, j)`` the full-resolution ``ul`` up-pass value; the ``H/2`` stage's position ``(i/2, j/2)`` (up and down
-pass) when ``i`` and ``j`` are even, which is exactly when every pixel it depends on (those before
-``(i, j)``) is final; the ``H/4`` stage's ``(i/4, j/4)`` when ``4 | i`` and ``4 | j``; then the
-full-resolution down pass, whose transposed convolutions read low-resolution positions computed at this or an
-earlier step. Each step costs ``O(num_layers)`` small matrix products (and each row start ``O(num_layers)``
-row convolutions), independent of ``H W``.
+Cached sampling: every shifted convolution keeps its input map. The ``u`` stream of every stage depends only on
+complete rows, so when row ``i - 1`` is final (``commit_row``) the ``u`` rows that just became computable are computed
+with row steps: full-resolution row ``i``; ``H/2`` row ``i / 2`` when ``i`` is even; ``H/4`` row ``i / 4`` when
+``4 | i``; up pass then down pass (row 0 of each at ``init_cache``). The ``ul`` stream runs per pixel: at ``(i, j)``
+the full-resolution ``ul`` up-pass value; the ``H/2`` stage's position ``(i/2, j/2)`` (up and down pass) when ``i``
+and ``j`` are even, which is exactly when every pixel it depends on (those before ``(i, j)``) is final; the ``H/4``
+stage's ``(i/4, j/4)`` when ``4 | i`` and ``4 | j``; then the full-resolution down pass, whose transposed
+convolutions read low-resolution positions computed at this or an earlier step. How many stages a pixel (a row)
+completes is the step's (the row's) variant: its static structure. The input layers read a copy of the canvas (with
+its channel of ones) in which each pixel is written when it is final. Each step costs ``O(num_layers)`` small matrix
+products (and each row ``O(num_layers)`` row convolutions), independent of ``H W``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -83,157 +84,72 @@ from torch import nn
 
 from ..nn import (
     AnchoredConv2d,
-    ConditionBias,
     ConvStep,
+    ConvTransposeStep,
     DownRightShiftedConv2d,
     DownRightShiftedConvTranspose2d,
     DownShiftedConv2d,
     DownShiftedConvTranspose2d,
+    GatedResidualBlock,
+    GatedResidualStep,
+    StridedConvStep,
     StridedDownRightShiftedConv2d,
     StridedDownShiftedConv2d,
-    bias_at,
-    bias_row,
-    concat_elu,
     down_shift,
     right_shift,
 )
-from ..nn.weight_norm import weight_norm
+from ..nn import weight_normalized as _weight_norm
+from ..nn.stepping import Index, PaddedMap, StepCache, pick
 from .modeling_prior import AutoregressivePrior
 from .registry import register_prior, register_prior_class
 
 NUM_STAGES = 3  # resolutions H, H/2, H/4: two down- and two upsamplings
 
 
-def _weight_norm(module: nn.Module, enabled: bool) -> nn.Module:
-    """Weight-normalize ``module`` per output map (dim 1 of a transposed convolution's weight, 0 otherwise)."""
-    if not enabled:
-        return module
-    dim = 1 if isinstance(module, nn.ConvTranspose2d) else 0
-    return weight_norm(module, dim=dim)
-
-
-def _point(step: ConvStep, v: torch.Tensor) -> torch.Tensor:
-    """A ``1 x 1`` convolution step on one row.
-
-    Shapes:
-        v: ``(b, in, w)`` -> ``(b, out, w)``
-    """
-    return step.point(v.transpose(1, 2)).transpose(1, 2)
+def completed_stages(i: int, j: int | None = None) -> int:
+    """How many stages a full-resolution pixel ``(i, j)`` (or row ``i``: ``j=None``) completes: stage ``s`` has a
+    position there iff ``2**s`` divides ``i`` (and ``j``). At least 1 (the full resolution)."""
+    return 1 + sum(i % (1 << s) == 0 and (j is None or j % (1 << s) == 0) for s in range(1, NUM_STAGES))
 
 
 @dataclass
-class _BlockCache:
-    """Cached-sampling state of one :class:`GatedResNet`: frozen weights, input maps, conditioning bias."""
+class StageStep:
+    """One resolution of the U-Net in cached sampling: its blocks and the maps its resampling layers read.
 
-    conv_in: ConvStep
-    link: ConvStep | None
-    conv_out: ConvStep
-    inputs: torch.Tensor  # (b, (two f), h, w): concat_elu of the block's input, read by conv_in
-    hidden: torch.Tensor  # (b, (two f), h, w): concat_elu of conv_in's output (+ link), read by conv_out
-    bias: torch.Tensor | None  # (b, (two f), h, w), (b, (two f), 1, 1) or None
-
-
-class GatedResNet(nn.Module):
-    """Gated residual block of [1]: ``x + a * sigmoid(b)``, ``[a | b] = conv(concat_elu(conv(concat_elu(x))
-    + nin(concat_elu(aux))))`` (+ conditioning), with dropout before the second convolution.
-
-    Args:
-        channels: ``F``, maps of the stream.
-        conv: :class:`~pixelprior.nn.DownShiftedConv2d` (``u`` stream, ``2 x 3``) or
-            :class:`~pixelprior.nn.DownRightShiftedConv2d` (``ul`` stream, ``2 x 2``).
-        aux_channels: maps of the auxiliary input ``aux`` (0: none).
-        dropout: dropout probability.
-        weight_norm: weight-normalize the convolutions.
-        num_classes: class-conditional when an int.
-        cond_channels: spatially conditioned when an int.
-
-    Shapes:
-        x: ``(b, f, h, w)``, aux: ``(b, aux_channels, h, w)``, class_labels: ``(b,)``,
-        cond: ``(b, cond_channels, h, w)`` -> ``(b, f, h, w)`` (the residual included)
+    Attributes:
+        up_u, up_ul, down_u, down_ul: the gated residual blocks of the stage.
+        last_up_u, last_up_ul: the last up-pass value, read by the downsampling to the next stage (stages 0, 1).
+        last_down_u, last_down_ul: the last down-pass value, read by the upsampling to the finer stage (stages 1, 2).
+        u_up: ``(R + 1, b, f, w)``: the ``u`` stream's up-pass values of the current row (the ``ul`` blocks' aux).
+        u_down: ``(n, b, f, w)``: the ``u`` stream's down-pass block outputs of the current row.
     """
 
-    def __init__(
-        self,
-        channels: int,
-        conv: type[DownShiftedConv2d] | type[DownRightShiftedConv2d],
-        aux_channels: int = 0,
-        dropout: float = 0.5,
-        weight_norm: bool = True,
-        num_classes: int | None = None,
-        cond_channels: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.conv_in = _weight_norm(conv(2 * channels, channels), weight_norm)
-        self.link = _weight_norm(AnchoredConv2d(2 * aux_channels, channels, 1), weight_norm) if aux_channels else None
-        self.dropout = nn.Dropout(dropout)
-        conv_out = conv(2 * channels, 2 * channels)
-        with torch.no_grad():
-            conv_out.weight.mul_(0.1)  # the reference's init_scale=0.1: the block starts near the identity
-        self.conv_out = _weight_norm(conv_out, weight_norm)
-        self.cond_bias = ConditionBias(2 * channels, num_classes, cond_channels)
+    up_u: list[GatedResidualStep]
+    up_ul: list[GatedResidualStep]
+    down_u: list[GatedResidualStep]
+    down_ul: list[GatedResidualStep]
+    last_up_u: PaddedMap | None
+    last_up_ul: PaddedMap | None
+    last_down_u: PaddedMap | None
+    last_down_ul: PaddedMap | None
+    u_up: torch.Tensor
+    u_down: torch.Tensor
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        aux: torch.Tensor | None = None,
-        class_labels: torch.Tensor | None = None,
-        cond: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        c = self.conv_in(concat_elu(x))  # (b, f, h, w)
-        if self.link is not None:
-            c = c + self.link(concat_elu(aux))
-        c = self.conv_out(self.dropout(concat_elu(c)))  # (b, (two f), h, w)
-        bias = self.cond_bias(class_labels, cond)
-        if bias is not None:
-            c = c + bias
-        a, b = c.chunk(2, dim=1)  # (b, f, h, w) each
-        return x + a * torch.sigmoid(b)
 
-    # ------------------------------------------------------------------------------ cached sampling
-    def init_cache(
-        self, batch_size: int, size: tuple[int, int], class_labels: torch.Tensor | None, cond: torch.Tensor | None
-    ) -> _BlockCache:
-        """Frozen weights, empty input maps of this block's stage (``size``) and its conditioning bias."""
-        weight = self.conv_out.weight
-        maps = (batch_size, weight.shape[1], *size)  # (b, (two f), h, w)
-        return _BlockCache(
-            conv_in=self.conv_in.stepper(),
-            link=None if self.link is None else self.link.stepper(),
-            conv_out=self.conv_out.stepper(),
-            inputs=weight.new_zeros(maps),
-            hidden=weight.new_zeros(maps),
-            bias=self.cond_bias(class_labels, cond),
-        )
+@dataclass(kw_only=True)
+class PixelCNNPlusPlusCache(StepCache):
+    """Cached-sampling state of a :class:`PixelCNNPlusPlus`."""
 
-    def step(self, cache: _BlockCache, x: torch.Tensor, aux: torch.Tensor | None, i: int, j: int) -> torch.Tensor:
-        """The block at one position (eval mode), reading earlier positions from the cache's input maps.
-
-        Shapes:
-            x: ``(b, f)``, aux: ``(b, aux_channels)`` -> ``(b, f)``
-        """
-        cache.inputs[:, :, i, j] = concat_elu(x)
-        c = cache.conv_in(cache.inputs, i, j)  # (b, f)
-        if cache.link is not None:
-            c = c + cache.link.point(concat_elu(aux))
-        cache.hidden[:, :, i, j] = concat_elu(c)
-        c = cache.conv_out(cache.hidden, i, j) + bias_at(cache.bias, i, j)  # (b, (two f))
-        a, b = c.chunk(2, dim=1)
-        return x + a * torch.sigmoid(b)
-
-    def step_row(self, cache: _BlockCache, x: torch.Tensor, aux: torch.Tensor | None, i: int) -> torch.Tensor:
-        """The block on row ``i`` (eval mode), for the ``u`` stream, which only reads complete rows.
-
-        Shapes:
-            x: ``(b, f, w)``, aux: ``(b, aux_channels, w)`` -> ``(b, f, w)``
-        """
-        cache.inputs[:, :, i] = concat_elu(x)
-        c = cache.conv_in.row(cache.inputs, i)  # (b, f, w)
-        if cache.link is not None:
-            c = c + _point(cache.link, concat_elu(aux))
-        cache.hidden[:, :, i] = concat_elu(c)
-        c = cache.conv_out.row(cache.hidden, i) + bias_row(cache.bias, i)  # (b, (two f), w)
-        a, b = c.chunk(2, dim=1)
-        return x + a * torch.sigmoid(b)
+    canvas: PaddedMap  # (b, c + 1, H, W): the final pixels and the channel of ones, read by the input layers
+    u_init: ConvStep
+    ul_init_up: ConvStep
+    ul_init_left: ConvStep
+    stages: list[StageStep]
+    downsample_u: list[StridedConvStep]  # stage s -> s + 1
+    downsample_ul: list[StridedConvStep]
+    upsample_u: list[ConvTransposeStep]  # stage s + 1 -> s
+    upsample_ul: list[ConvTransposeStep]
+    output: ConvStep
 
 
 @register_prior_class
@@ -297,8 +213,17 @@ class PixelCNNPlusPlus(AutoregressivePrior):
             raise ValueError(f"Expected dropout in [0, 1), got {dropout!r}.")
         Fh, R, wn = hidden_channels, num_layers, weight_norm
 
-        def block(conv: type, aux_channels: int) -> GatedResNet:
-            return GatedResNet(Fh, conv, aux_channels, dropout, wn, num_classes, cond_channels)
+        def block(conv: type, aux_channels: int) -> GatedResidualBlock:
+            return GatedResidualBlock(
+                Fh,
+                conv,
+                aux_channels=aux_channels,
+                dropout=dropout,
+                weight_norm=wn,
+                out_scale=0.1,  # the reference's init_scale=0.1: each block starts near the identity
+                num_classes=num_classes,
+                cond_channels=cond_channels,
+            )
 
         def stage(conv: type, aux_channels: int, n: int) -> nn.ModuleList:
             return nn.ModuleList(block(conv, aux_channels) for _ in range(n))
@@ -363,133 +288,141 @@ class PixelCNNPlusPlus(AutoregressivePrior):
     # ------------------------------------------------------------------------------ cached sampling
     def init_cache(
         self, batch_size: int, class_labels: torch.Tensor | None, cond: torch.Tensor | None
-    ) -> dict[str, Any]:
-        (H, W), Fh, C = self.grid_size, self.config.hidden_channels, self.in_channels
+    ) -> PixelCNNPlusPlusCache:
+        (H, W), C, B = self.grid_size, self.in_channels, batch_size
+        u_init, ul_init_up, ul_init_left = (
+            self.u_init.stepper(),
+            self.ul_init_up.stepper(),
+            self.ul_init_left.stepper(),
+        )
+        # The input layers read rows i - 2 .. i - 1 (u, by rows) and the window above and left of (i, j) (ul).
+        margin = u_init.margin(row_offset=-1, whole_rows=True).union(
+            ul_init_up.margin(row_offset=-1), ul_init_left.margin(col_offset=-1)
+        )
+        canvas = PaddedMap.zeros(B, C + 1, (H, W), margin, u_init.weight)
+        canvas.interior[:, C] = 1.0  # the channel of ones; channels < C are written as pixels become final
+        cache = PixelCNNPlusPlusCache(
+            canvas=canvas,
+            u_init=u_init,
+            ul_init_up=ul_init_up,
+            ul_init_left=ul_init_left,
+            stages=[],
+            downsample_u=[m.stepper() for m in self.downsample_u],
+            downsample_ul=[m.stepper() for m in self.downsample_ul],
+            upsample_u=[m.stepper() for m in self.upsample_u],
+            upsample_ul=[m.stepper() for m in self.upsample_ul],
+            output=self.output.stepper(),
+        )
         conds = self._stage_conds(cond)
-        sizes = [(H >> s, W >> s) for s in range(NUM_STAGES)]
+        cache.stages = [self._stage_step(cache, s, B, class_labels, conds[s]) for s in range(NUM_STAGES)]
+        self._u_rows(cache, 0, NUM_STAGES)  # row 0 of every stage reads no pixel
+        return cache
 
-        def maps(s: int) -> torch.Tensor:
-            return torch.zeros(batch_size, Fh, *sizes[s], device=self.device, dtype=self.dtype)
+    def _stage_step(
+        self,
+        cache: PixelCNNPlusPlusCache,
+        s: int,
+        batch_size: int,
+        class_labels: torch.Tensor | None,
+        cond: torch.Tensor | None,
+    ) -> StageStep:
+        """The blocks and maps of stage ``s`` (``cond`` at its resolution)."""
+        (H, W), Fh, like = self.grid_size, self.config.hidden_channels, cache.canvas.data
+        size = (H >> s, W >> s)
 
-        def blocks(stages: nn.ModuleList) -> list[list[_BlockCache]]:
-            return [
-                [b.init_cache(batch_size, sizes[s], class_labels, conds[s]) for b in stage]
-                for s, stage in enumerate(stages)
-            ]
+        def blocks(stages: nn.ModuleList) -> list[GatedResidualStep]:
+            return [block.stepper(batch_size, size, class_labels, cond) for block in stages[s]]
 
-        canvas = torch.zeros(batch_size, C + 1, H, W, device=self.device, dtype=self.dtype)
-        canvas[:, C] = 1.0  # the channel of ones; channels < C are copied from h as pixels become final
-        return {
-            "canvas": canvas,
-            "init": (self.u_init.stepper(), self.ul_init_up.stepper(), self.ul_init_left.stepper()),
-            "up_u": blocks(self.up_u),
-            "up_ul": blocks(self.up_ul),
-            "down_u": blocks(self.down_u),
-            "down_ul": blocks(self.down_ul),
-            "downsample_u": [m.stepper() for m in self.downsample_u],
-            "downsample_ul": [m.stepper() for m in self.downsample_ul],
-            "upsample_u": [m.stepper() for m in self.upsample_u],
-            "upsample_ul": [m.stepper() for m in self.upsample_ul],
-            # Inputs of the strided convolutions (last up-pass value of stages 0, 1) and of the transposed
-            # ones (last down-pass value of stages 1, 2), per stream.
-            "last_up_u": [maps(s) for s in range(NUM_STAGES - 1)],
-            "last_up_ul": [maps(s) for s in range(NUM_STAGES - 1)],
-            "last_down_u": [None] + [maps(s) for s in range(1, NUM_STAGES)],
-            "last_down_ul": [None] + [maps(s) for s in range(1, NUM_STAGES)],
-            # The current row of every u value of each stage, read by the ul blocks at that row:
-            # "u_rows"[s] = (up-pass values [R + 1] x (b, f, w), down-pass block outputs [R or R + 1]).
-            "u_rows": [None] * NUM_STAGES,
-            "output": self.output.stepper(),
-            "row": -1,
-        }
+        def read_by(margin) -> PaddedMap:
+            return PaddedMap.zeros(batch_size, Fh, size, margin, like)
 
-    def _advance_rows(self, cache: dict[str, Any], i: int) -> None:
-        """Compute the ``u`` rows that become computable when full-resolution rows ``< i`` are final.
+        last_up, first_down = s < NUM_STAGES - 1, s > 0
+        return StageStep(
+            up_u=blocks(self.up_u),
+            up_ul=blocks(self.up_ul),
+            down_u=blocks(self.down_u),
+            down_ul=blocks(self.down_ul),
+            last_up_u=read_by(cache.downsample_u[s].margin(whole_rows=True)) if last_up else None,
+            last_up_ul=read_by(cache.downsample_ul[s].margin()) if last_up else None,
+            last_down_u=read_by(cache.upsample_u[s - 1].row_margin()) if first_down else None,
+            last_down_ul=read_by(cache.upsample_ul[s - 1].margin()) if first_down else None,
+            u_up=like.new_zeros(len(self.up_u[s]) + 1, batch_size, Fh, size[1]),
+            u_down=like.new_zeros(len(self.down_u[s]), batch_size, Fh, size[1]),
+        )
 
-        Full-resolution row ``i``, ``H/2`` row ``i / 2`` (``i`` even) and ``H/4`` row ``i / 4`` (``4 | i``): up pass,
-        then down pass.
-        """
-        B, W, Fh = cache["canvas"].shape[0], self.grid_size[1], self.config.hidden_channels
-        rows = [i >> s if i % (1 << s) == 0 else None for s in range(NUM_STAGES)]  # the row of each stage, or None
-        ups: list[list[torch.Tensor]] = [[] for _ in range(NUM_STAGES)]
-        for s, r in enumerate(rows):
-            if r is None:
-                break
-            if s == 0:
-                # down_shift: row 0 is zero, row r is the 2x3 convolution's row r - 1.
-                u = cache["init"][0].row(cache["canvas"], r - 1) if r > 0 else cache["canvas"].new_zeros(B, Fh, W)
+    def step_variant(self, i: int, j: int) -> int:
+        return completed_stages(i, j)
+
+    def row_variant(self, i: int) -> int:
+        # Row i final: the u rows of full-resolution row i + 1 (none after the last row).
+        return completed_stages(i + 1) if i + 1 < self.grid_size[0] else 0
+
+    def commit(self, cache: PixelCNNPlusPlusCache, pixel: torch.Tensor, i: Index, j: Index) -> None:
+        cache.canvas.write(pixel, i, j, channels=slice(0, self.in_channels))
+
+    def commit_row(self, cache: PixelCNNPlusPlusCache, i: Index, variant: int) -> None:
+        self._u_rows(cache, i + 1, variant)
+
+    def _u_rows(self, cache: PixelCNNPlusPlusCache, i: Index, stages: int) -> None:
+        """The ``u`` rows that read full-resolution rows ``< i`` only: row ``i >> s`` of the first ``stages`` stages
+        (those whose row ``i`` completes); up pass, then down pass."""
+        ups: list[list[torch.Tensor]] = []
+        for s in range(stages):
+            stage, r = cache.stages[s], i >> s
+            if s > 0:
+                u = cache.downsample_u[s - 1].row(cache.stages[s - 1].last_up_u, r)
+            elif isinstance(i, int) and i == 0:  # the down shift's zero row (at init_cache; later rows are > 0)
+                u = cache.canvas.data.new_zeros(stage.u_up.shape[1:])
             else:
-                u = cache["downsample_u"][s - 1].row(cache["last_up_u"][s - 1], r)
-            ups[s].append(u)
-            for block, state in zip(self.up_u[s], cache["up_u"][s], strict=True):
-                u = block.step_row(state, u, None, r)
+                u = cache.u_init.row(cache.canvas, i - 1)  # down_shift: row i is the 2x3 convolution's row i - 1
+            ups.append([u])
+            for block in stage.up_u:
+                u = block.row(u, r)
                 ups[s].append(u)
-            if s < NUM_STAGES - 1:
-                cache["last_up_u"][s][:, :, r] = u
-        for s in reversed(range(NUM_STAGES)):
-            r = rows[s]
-            if r is None:
-                continue
-            skips = list(ups[s])
+            if stage.last_up_u is not None:
+                stage.last_up_u.write_row(u, r)
+        for s in reversed(range(stages)):
+            stage, r, skips = cache.stages[s], i >> s, list(ups[s])
+            stage.u_up.copy_(torch.stack(skips))
             if s == NUM_STAGES - 1:
                 u = skips.pop()
-            else:
-                u = cache["upsample_u"][s].row(cache["last_down_u"][s + 1], r)
-            downs = []
-            for block, state in zip(self.down_u[s], cache["down_u"][s], strict=True):
-                u = block.step_row(state, u, skips.pop(), r)
-                downs.append(u)
-            if s > 0:
-                cache["last_down_u"][s][:, :, r] = u
-            cache["u_rows"][s] = (ups[s], downs)
+            else:  # reads stage s + 1 at row r // 2: computed at this row or an earlier one
+                u = cache.upsample_u[s].row(cache.stages[s + 1].last_down_u, r, parity=int(s == stages - 1))
+            for k, block in enumerate(stage.down_u):
+                u = block.row(u, r, skips.pop())
+                stage.u_down[k] = u
+            if stage.last_down_u is not None:
+                stage.last_down_u.write_row(u, r)
 
-    def step(self, cache: dict[str, Any], h: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        C, canvas = self.in_channels, cache["canvas"]
-        if cache["row"] != i:
-            if i < cache["row"]:
-                raise ValueError(f"Expected steps in raster order, got row {i} after row {cache['row']}.")
-            if i > 0:
-                canvas[:, :C, i - 1] = h[:, :, i - 1]  # the previous row is final
-            self._advance_rows(cache, i)
-            cache["row"] = i
-        if j > 0:
-            canvas[:, :C, i, j - 1] = h[:, :, i, j - 1]  # the pixel left of (i, j) is final
-        _, init_up, init_left = cache["init"]
-        ul = canvas.new_zeros(canvas.shape[0], self.config.hidden_channels)
-        if i > 0:
-            ul = ul + init_up(canvas, i - 1, j)  # down_shift of the 1x3 convolution of the row above
-        if j > 0:
-            ul = ul + init_left(canvas, i, j - 1)  # right_shift of the 2x1 convolution
-        # Stages whose position this pixel completes: s such that 2**s divides i and j.
-        stages = [s for s in range(NUM_STAGES) if i % (1 << s) == 0 and j % (1 << s) == 0]
-        ups: list[list[torch.Tensor]] = [[] for _ in range(NUM_STAGES)]
-        for s in stages:
-            r, c = i >> s, j >> s
+    def forward_step(
+        self, cache: PixelCNNPlusPlusCache, pixel: torch.Tensor, i: Index, j: Index, step: int, variant: int
+    ) -> torch.Tensor:
+        canvas = cache.canvas
+        # down_shift of the 1x3 convolution of the row above, right_shift of the 2x1 one (zero on the first row /
+        # column: multiplied by the condition rather than branched on, the same at every position).
+        ul = cache.ul_init_up(canvas, i - 1, j) * (i > 0) + cache.ul_init_left(canvas, i, j - 1) * (j > 0)
+        ups: list[list[torch.Tensor]] = []
+        for s in range(variant):  # the stages whose position (i >> s, j >> s) this pixel completes
+            stage, r, c = cache.stages[s], i >> s, j >> s
             if s > 0:
-                ul = cache["downsample_ul"][s - 1](cache["last_up_ul"][s - 1], r, c)
-            u_up = cache["u_rows"][s][0]
-            ups[s].append(ul)
-            for k, (block, state) in enumerate(zip(self.up_ul[s], cache["up_ul"][s], strict=True)):
-                ul = block.step(state, ul, u_up[k + 1][:, :, c], r, c)
+                ul = cache.downsample_ul[s - 1](cache.stages[s - 1].last_up_ul, r, c)
+            ups.append([ul])
+            for k, block in enumerate(stage.up_ul):
+                ul = block.pixel(ul, r, c, pick(stage.u_up[k + 1], 2, c))
                 ups[s].append(ul)
-            if s < NUM_STAGES - 1:
-                cache["last_up_ul"][s][:, :, r, c] = ul
-        for s in reversed(range(NUM_STAGES)):
-            r, c = i >> s, j >> s
-            if s not in stages:
-                continue
-            skips = ups[s]
+            if stage.last_up_ul is not None:
+                stage.last_up_ul.write(ul, r, c)
+        for s in reversed(range(variant)):
+            stage, r, c, skips = cache.stages[s], i >> s, j >> s, ups[s]
             if s == NUM_STAGES - 1:
                 ul = skips.pop()
-            else:
-                # Reads stage s + 1 at (r // 2, c // 2): computed at this step or an earlier one.
-                ul = cache["upsample_ul"][s](cache["last_down_ul"][s + 1], r, c)
-            u_down = cache["u_rows"][s][1]
-            for k, (block, state) in enumerate(zip(self.down_ul[s], cache["down_ul"][s], strict=True)):
-                ul = block.step(state, ul, torch.cat([u_down[k][:, :, c], skips.pop()], dim=1), r, c)
-            if s > 0:
-                cache["last_down_ul"][s][:, :, r, c] = ul
-        return cache["output"].point(F.elu(ul))  # (b, num_params)
+            else:  # reads stage s + 1 at (r // 2, c // 2): computed at this step or an earlier one
+                ul = cache.upsample_ul[s](cache.stages[s + 1].last_down_ul, r, c)
+            for k, block in enumerate(stage.down_ul):
+                ul = block.pixel(ul, r, c, torch.cat([pick(stage.u_down[k], 2, c), skips.pop()], dim=1))
+            if stage.last_down_ul is not None:
+                stage.last_down_ul.write(ul, r, c)
+        return cache.output.point(F.elu(ul))  # (b, num_params)
 
 
 register_prior(

@@ -71,22 +71,33 @@ NOTE: [1] does not say how the LSTM states start or whether its Diagonal BiLSTM'
 states above the first row (and outside the image) are zero, and each direction has its own weights.
 
 Cached sampling: every layer keeps its input map (filled pixel by pixel) and its LSTM states. A Row LSTM computes
-the state-to-state gates of row ``i`` from the completed row ``i - 1`` once, when the row starts, and per pixel only
-the input-to-state gates and the update. A Diagonal BiLSTM runs its left-to-right scan per pixel, from the stored
-states above and left of it, and its right-to-left scan of row ``i - 1`` once when row ``i`` starts (row ``i`` only
-reads it shifted down). The ``1 x 1`` layers are per pixel; conditioning biases are computed once per run.
+the state-to-state gates of row ``i + 1`` from row ``i`` once, when row ``i`` is final, and per pixel only the
+input-to-state gates and the update. A Diagonal BiLSTM runs its left-to-right scan per pixel, from the stored states
+above and left of it, and its right-to-left scan of row ``i`` once when row ``i`` is final (row ``i + 1`` only reads
+it shifted down), from a copy of the canvas that the first layer reads too. The ``1 x 1`` layers are per pixel;
+conditioning biases are computed once per run.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from ..nn import ConditionBias, DiagonalBiLSTM, MaskedConv2d, RowLSTM, channel_groups
+from ..nn import (
+    ConditionBias,
+    ConvStep,
+    DiagonalBiLSTM,
+    DiagonalBiLSTMStep,
+    MaskedConv2d,
+    RowLSTM,
+    RowLSTMStep,
+    channel_groups,
+)
+from ..nn.stepping import Index, PaddedMap, StepCache
 from .modeling_prior import AutoregressivePrior
 from .registry import register_prior, register_prior_class
 
@@ -143,6 +154,18 @@ class PixelRNNLayer(nn.Module):
         bias = self.cond_bias(class_labels, cond)
         hidden = self.lstm(s, bias, data) if self.reads_data else self.lstm(s, bias)  # (b, h, H, W)
         return s + self.output(hidden)
+
+
+@dataclass(kw_only=True)
+class PixelRNNCache(StepCache):
+    """Cached-sampling state of a :class:`PixelRNN`."""
+
+    canvas: PaddedMap  # (B, C, H, W): the encoded values, read by the input layer and the right-to-left scans
+    input_conv: ConvStep
+    lstms: list[RowLSTMStep | DiagonalBiLSTMStep]  # each keeps its input map and its states
+    outputs: list[ConvStep]  # the 1x1 convolution of each layer
+    head: ConvStep
+    output: ConvStep
 
 
 @register_prior_class
@@ -234,36 +257,36 @@ class PixelRNN(AutoregressivePrior):
     # ------------------------------------------------------------------------------ cached sampling
     def init_cache(
         self, batch_size: int, class_labels: torch.Tensor | None, cond: torch.Tensor | None
-    ) -> dict[str, Any]:
-        H, W = self.grid_size
-        layers = []
-        for layer in self.layers:
-            bias = layer.cond_bias(class_labels, cond)  # (B, 4h or 8h, H, W), (B, ..., 1, 1) or None
-            layers.append(
-                {
-                    # The stream entering the layer, filled pixel by pixel: the LSTM reads its row.
-                    "input": torch.zeros(
-                        batch_size, self.config.hidden_channels, H, W, device=self.device, dtype=self.dtype
-                    ),
-                    "lstm": layer.lstm.stepper(batch_size, self.grid_size, bias),
-                    "output": layer.output.stepper(),
-                    "reads_data": layer.reads_data,
-                }
-            )
-        return {
-            "input": self.input_conv.stepper(),
-            "layers": layers,
-            "head": (self.head.stepper(), self.output.stepper()),
-        }
+    ) -> PixelRNNCache:
+        input_conv = self.input_conv.stepper()
+        canvas = PaddedMap.zeros(batch_size, self.in_channels, self.grid_size, input_conv.margin(), input_conv.weight)
+        return PixelRNNCache(
+            canvas=canvas,
+            input_conv=input_conv,
+            lstms=[
+                layer.lstm.stepper(batch_size, self.grid_size, layer.cond_bias(class_labels, cond))
+                for layer in self.layers
+            ],
+            outputs=[layer.output.stepper() for layer in self.layers],
+            head=self.head.stepper(),
+            output=self.output.stepper(),
+        )
 
-    def step(self, cache: dict[str, Any], h: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        s = cache["input"](h, i, j)  # (B, 2h)
-        for layer in cache["layers"]:
-            layer["input"][:, :, i, j] = s
-            context = (h,) if layer["reads_data"] else ()  # the canvas, complete above row i
-            s = s + layer["output"].point(layer["lstm"](layer["input"], i, j, *context))  # (B, 2h)
-        head, output = cache["head"]
-        return output.point(F.relu(head.point(F.relu(s))))  # (B, P)
+    def forward_step(
+        self, cache: PixelRNNCache, pixel: torch.Tensor, i: Index, j: Index, step: int, variant: None
+    ) -> torch.Tensor:
+        cache.canvas.write(pixel, i, j)  # the channels drawn so far; mask A hides the others
+        s = cache.input_conv(cache.canvas, i, j)  # (B, 2h)
+        for lstm, output in zip(cache.lstms, cache.outputs, strict=True):
+            s = s + output.point(lstm(s, i, j))  # (B, 2h)
+        return cache.output.point(F.relu(cache.head.point(F.relu(s))))  # (B, P)
+
+    def commit(self, cache: PixelRNNCache, pixel: torch.Tensor, i: Index, j: Index) -> None:
+        cache.canvas.write(pixel, i, j)
+
+    def commit_row(self, cache: PixelRNNCache, i: Index, variant: None) -> None:
+        for layer, lstm in zip(self.layers, cache.lstms, strict=True):
+            lstm.commit_row(i, cache.canvas if layer.reads_data else None)  # the data, final up to row i
 
 
 _MNIST = (

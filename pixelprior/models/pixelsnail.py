@@ -69,19 +69,18 @@ reading of each as an argument here is ours: the paper does not publish its code
 
 Cached sampling: the stream ``ul`` runs pixel by pixel. Each down-right-shifted residual block keeps the inputs
 of its two convolutions (``f(ul)`` and ``f(c)``) as maps; a step writes the new pixel into them and reads back the
-``(k//2 + 1) x (k//2 + 1)`` window ending at it (:class:`~pixelprior.nn.ConvStep`). The input layer reads a copy
-of the canvas (with its map of ones) in which each pixel is written once it is final. The vertical stream only
-reads rows above (after its one down shift), so when the sampler reaches ``(i, 0)`` its row ``i`` is computed for
-every layer (``ConvStep.row``). The attention keeps a :class:`~pixelprior.nn.attention.KeyValueCache`; the key and
-value of position ``p - 1`` (which read the raw input there, final only once it has been drawn) are written at step
-``p``, then the query of ``p`` attends to the ``p`` cached positions: ``O(p)`` per step and block. ``1x1`` layers
-are per pixel; conditioning features are computed once per sampling run.
+``(k//2 + 1) x (k//2 + 1)`` window ending at it (:class:`~pixelprior.nn.GatedResidualStep`). The input layer reads a
+copy of the canvas (with its map of ones) in which each pixel is written when it is final. The vertical stream only
+reads rows above (after its one down shift), so when row ``i`` is final its row ``i + 1`` is computed for every layer
+(``ConvStep.row``). The attention keeps a :class:`~pixelprior.nn.attention.KeyValueCache`; the key and value of a
+position (which read the raw input there) are written when it is final, so the query of ``p`` attends to the ``p``
+cached positions: ``O(p)`` per step and block. ``1x1`` layers are per pixel; conditioning features are computed once
+per sampling run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -91,81 +90,29 @@ from torch import nn
 
 from ..nn import (
     AnchoredConv2d,
-    ConditionBias,
+    ConvStep,
     DownRightShiftedConv2d,
     DownShiftedConv2d,
+    GatedResidualBlock,
+    GatedResidualStep,
     KeyValueCache,
-    bias_at,
-    bias_row,
     causal_attention,
-    concat_elu,
     down_shift,
     right_shift,
 )
+from ..nn.gated import NONLINEARITIES, ConvFactory
+from ..nn.stepping import Index, PaddedMap, StepCache, pick
 from .modeling_prior import AutoregressivePrior
 from .registry import register_prior, register_prior_class
 
-NONLINEARITIES = ("concat_elu", "elu")
+
+def pointwise(in_channels: int, out_channels: int) -> AnchoredConv2d:
+    """A ``1 x 1`` convolution: the residual blocks of the attention and of the output stack."""
+    return AnchoredConv2d(in_channels, out_channels, 1)
 
 
-ConvFactory = Callable[[int, int], AnchoredConv2d]
-
-
-class GatedResidualBlock(nn.Module):
-    """Gated residual block of PixelCNN++ ([3]): ``x + a * sigmoid(b)``.
-
-    ``c = conv1(f(x)) + aux_conv(f(aux))``, ``[a | b] = conv2(dropout(f(c))) + bias``; ``f`` is concat_elu or elu.
-
-    Args:
-        channels: ``c``, the width of the stream.
-        residual_channels: width of ``conv1``'s output.
-        make_conv: builds the block's two convolutions, ``make_conv(in, out)`` (shifted, ``1x1`` or plain).
-        aux_channels: width of the auxiliary input (0: none), added after ``conv1`` through a ``1x1`` convolution.
-        nonlinearity: ``"concat_elu"`` or ``"elu"``.
-        dropout: dropout probability before ``conv2``.
-        num_classes: class-conditional when an int.
-        cond_channels: spatially conditioned when an int (the width of the condition features).
-
-    Shapes:
-        x: ``(b, c, h, w)``, aux: ``(b, aux_channels, h, w)`` -> ``(b, c, h, w)``
-    """
-
-    def __init__(
-        self,
-        channels: int,
-        residual_channels: int,
-        make_conv: ConvFactory,
-        aux_channels: int = 0,
-        nonlinearity: str = "concat_elu",
-        dropout: float = 0.0,
-        num_classes: int | None = None,
-        cond_channels: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.act = concat_elu if nonlinearity == "concat_elu" else F.elu
-        m = 2 if nonlinearity == "concat_elu" else 1  # concat_elu doubles the maps
-        self.conv1 = make_conv(m * channels, residual_channels)
-        self.aux_conv = AnchoredConv2d(m * aux_channels, residual_channels, 1) if aux_channels else None
-        self.dropout = nn.Dropout(dropout)
-        self.conv2 = make_conv(m * residual_channels, 2 * channels)
-        self.cond_bias = ConditionBias(2 * channels, num_classes, cond_channels)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        aux: torch.Tensor | None = None,
-        class_labels: torch.Tensor | None = None,
-        cond: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        c = self.conv1(self.act(x))
-        if self.aux_conv is not None:
-            c = c + self.aux_conv(self.act(aux))
-        pre = self.conv2(self.dropout(self.act(c)))  # (b, 2c, h, w) = [a | b]
-        bias = self.cond_bias(class_labels, cond)
-        if bias is not None:
-            pre = pre + bias
-        a, b = pre.chunk(2, dim=1)
-        return x + a * torch.sigmoid(b)
+# Gated residual blocks saved before they were one block (pixelprior.nn.GatedResidualBlock) named their layers so.
+LEGACY_BLOCK_NAMES = {"conv1": "conv_in", "aux_conv": "link", "conv2": "conv_out"}
 
 
 class AttentionBlock(nn.Module):
@@ -177,7 +124,7 @@ class AttentionBlock(nn.Module):
         key_channels: key (and query) width over all heads.
         value_channels: value width over all heads.
         num_heads: attention heads.
-        nonlinearity, dropout, num_classes, cond_channels: as :class:`GatedResidualBlock`.
+        nonlinearity, dropout, num_classes, cond_channels: as :class:`~pixelprior.nn.GatedResidualBlock`.
 
     Shapes:
         ul: ``(b, F, h, w)``, x: ``(b, E, h, w)``, background: ``(b, 2, h, w)`` -> ``(b, F, h, w)``
@@ -199,12 +146,11 @@ class AttentionBlock(nn.Module):
         self.key_channels, self.value_channels, self.num_heads = key_channels, value_channels, num_heads
         raw, query_in = input_channels + channels + 2, channels + 2  # [x, ul, background], [ul, background]
         common = dict(nonlinearity=nonlinearity, dropout=dropout, num_classes=num_classes, cond_channels=cond_channels)
-        pointwise: ConvFactory = lambda i, o: AnchoredConv2d(i, o, 1)  # noqa: E731
-        self.kv_block = GatedResidualBlock(raw, raw, pointwise, **common)
+        self.kv_block = GatedResidualBlock(raw, pointwise, **common)
         self.kv_proj = AnchoredConv2d(raw, key_channels + value_channels, 1)
-        self.q_block = GatedResidualBlock(query_in, query_in, pointwise, **common)
+        self.q_block = GatedResidualBlock(query_in, pointwise, **common)
         self.q_proj = AnchoredConv2d(query_in, key_channels, 1)
-        self.out_block = GatedResidualBlock(channels, channels, pointwise, aux_channels=value_channels, **common)
+        self.out_block = GatedResidualBlock(channels, pointwise, aux_channels=value_channels, **common)
 
     def forward(
         self,
@@ -222,6 +168,70 @@ class AttentionBlock(nn.Module):
         mixed = causal_attention(*flat, num_heads=self.num_heads)  # (b, (h w), value_channels)
         mixed = rearrange(mixed, "b (h w) c -> b c h w", h=H, w=W)
         return self.out_block(ul, mixed, class_labels, cond)
+
+    def stepper(
+        self, batch_size: int, size: tuple[int, int], class_labels: torch.Tensor | None, cond: torch.Tensor | None
+    ) -> AttentionStep:
+        """State for cached sampling (one per sampling run)."""
+        kv_proj = self.kv_proj.stepper()
+        H, W = size
+        return AttentionStep(
+            kv_block=self.kv_block.stepper(batch_size, size, class_labels, cond),
+            kv_proj=kv_proj,
+            q_block=self.q_block.stepper(batch_size, size, class_labels, cond),
+            q_proj=self.q_proj.stepper(),
+            out_block=self.out_block.stepper(batch_size, size, class_labels, cond),
+            key_channels=self.key_channels,
+            width=W,
+            pending=kv_proj.weight.new_zeros(batch_size, self.out_block.conv_out.out_channels // 2),
+            memory=KeyValueCache(
+                batch_size,
+                H * W,
+                self.key_channels,
+                self.value_channels,
+                self.num_heads,
+                kv_proj.weight.device,
+                kv_proj.weight.dtype,
+            ),
+        )
+
+
+@dataclass
+class AttentionStep:
+    """An :class:`AttentionBlock` at one position: its ``1x1`` blocks and the keys and values of the final positions.
+
+    Attributes:
+        memory: keys and values of positions ``0 .. p - 1`` when position ``p`` is stepped.
+        pending: ``ul`` at the current position before the attention (the key/value input there but for its raw
+            value, which is final only once the position is committed).
+    """
+
+    kv_block: GatedResidualStep
+    kv_proj: ConvStep
+    q_block: GatedResidualStep
+    q_proj: ConvStep
+    out_block: GatedResidualStep
+    key_channels: int
+    width: int
+    memory: KeyValueCache
+    pending: torch.Tensor  # (B, F)
+
+    def __call__(self, ul: torch.Tensor, i: Index, j: Index, background: torch.Tensor) -> torch.Tensor:
+        """Shapes: ul: ``(B, F)``, background: ``(B, 2)`` -> ``(B, F)``."""
+        self.pending.copy_(ul)
+        q = self.q_proj.point(self.q_block.point(torch.cat([ul, background], 1), i, j))
+        mixed = self.memory.attend(q, i * self.width + j)  # (B, value_channels): keys of positions < p, zeros at 0
+        return self.out_block.point(ul, i, j, mixed)
+
+    def commit(self, x: torch.Tensor, i: Index, j: Index, background: torch.Tensor) -> None:
+        """Position ``(i, j)`` is final with the encoded input ``x``: store its key and value.
+
+        Shapes:
+            x: ``(B, E)``, background: ``(B, 2)``
+        """
+        raw = torch.cat([x, self.pending, background], 1)
+        kv = self.kv_proj.point(self.kv_block.point(raw, i, j))
+        self.memory.write(i * self.width + j, kv[:, : self.key_channels], kv[:, self.key_channels :])
 
 
 class PixelSNAILBlock(nn.Module):
@@ -255,11 +265,10 @@ class PixelSNAILBlock(nn.Module):
         down: ConvFactory = lambda i, o: DownShiftedConv2d(i, o, (k2, kernel_size))  # noqa: E731
         aux = channels if vertical_stream else 0
         self.ul_blocks = nn.ModuleList(
-            GatedResidualBlock(channels, residual_channels, right, aux_channels=aux, **common)
-            for _ in range(num_res_blocks)
+            GatedResidualBlock(channels, right, residual_channels, aux, **common) for _ in range(num_res_blocks)
         )
         self.u_blocks = nn.ModuleList(
-            GatedResidualBlock(channels, residual_channels, down, **common)
+            GatedResidualBlock(channels, down, residual_channels, **common)
             for _ in range(num_res_blocks if vertical_stream else 0)
         )
         self.attention = (
@@ -284,6 +293,57 @@ class PixelSNAILBlock(nn.Module):
         if self.attention is not None:
             ul = self.attention(ul, x, background, class_labels, cond)
         return u, ul
+
+    def stepper(
+        self, batch_size: int, size: tuple[int, int], class_labels: torch.Tensor | None, cond: torch.Tensor | None
+    ) -> PixelSNAILBlockStep:
+        """State for cached sampling (one per sampling run)."""
+
+        def steps(blocks: nn.ModuleList) -> list[GatedResidualStep]:
+            return [block.stepper(batch_size, size, class_labels, cond) for block in blocks]
+
+        u = steps(self.u_blocks)
+        channels = self.ul_blocks[0].conv_out.out_channels // 2
+        return PixelSNAILBlockStep(
+            ul=steps(self.ul_blocks),
+            u=u,
+            u_row=u[0].conv_in.weight.new_zeros(len(u), batch_size, channels, size[1]) if u else None,
+            attention=None if self.attention is None else self.attention.stepper(batch_size, size, class_labels, cond),
+        )
+
+
+@dataclass
+class PixelSNAILBlockStep:
+    """A :class:`PixelSNAILBlock` in cached sampling: the ``ul`` blocks per pixel, the ``u`` blocks per row.
+
+    Attributes:
+        u_row: ``(num_res_blocks, B, F, W)``: the vertical stream after each ``u`` block, on the current row (the
+            ``ul`` blocks' auxiliary input), or ``None`` without a vertical stream.
+    """
+
+    ul: list[GatedResidualStep]
+    u: list[GatedResidualStep]
+    u_row: torch.Tensor | None
+    attention: AttentionStep | None
+
+    def __call__(self, ul: torch.Tensor, i: Index, j: Index, background: torch.Tensor) -> torch.Tensor:
+        """Shapes: ul: ``(B, F)``, background: ``(B, 2)`` -> ``(B, F)``."""
+        for n, block in enumerate(self.ul):
+            ul = block.pixel(ul, i, j, pick(self.u_row[n], 2, j) if self.u else None)
+        if self.attention is not None:
+            ul = self.attention(ul, i, j, background)
+        return ul
+
+    def vertical(self, u: torch.Tensor, i: Index) -> torch.Tensor:
+        """The ``u`` blocks on row ``i``, from the stream entering the block there.
+
+        Shapes:
+            u: ``(B, F, W)`` -> ``(B, F, W)``
+        """
+        for n, block in enumerate(self.u):
+            u = block.row(u, i)
+            self.u_row[n] = u
+        return u
 
 
 @register_prior_class
@@ -376,7 +436,7 @@ class PixelSNAIL(AutoregressivePrior):
             cond_kernel_size=cond_kernel_size,
         )
         if nonlinearity not in NONLINEARITIES:
-            raise ValueError(f"Expected nonlinearity to be one of {NONLINEARITIES}, got {nonlinearity!r}.")
+            raise ValueError(f"Expected nonlinearity to be one of {tuple(NONLINEARITIES)}, got {nonlinearity!r}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"Expected dropout in [0, 1), got {dropout!r}.")
         if not attention and not vertical_stream:
@@ -387,66 +447,73 @@ class PixelSNAIL(AutoregressivePrior):
         if cond_res_blocks and cond_channels is None:
             raise ValueError(f"Expected cond_channels for a conditioning stack (cond_res_blocks={cond_res_blocks}).")
 
-        F_, k = hidden_channels, kernel_size
         self.categorical = likelihood == "categorical"
         E = embedding_channels if self.categorical else in_channels
         self.embedding = nn.Embedding(num_values, embedding_channels) if self.categorical else None
-
-        # Conditioning stack: cond (B, cond_channels, H, W) -> features (B, cond_features, H, W), fully observed.
-        if cond_res_blocks:
-            plain: ConvFactory = lambda i, o: AnchoredConv2d(i, o, cond_kernel_size)  # noqa: E731
-            self.cond_input = AnchoredConv2d(cond_channels, cond_hidden_channels, cond_kernel_size)
-            self.cond_blocks = nn.ModuleList(
-                GatedResidualBlock(cond_hidden_channels, cond_hidden_channels, plain, nonlinearity=nonlinearity)
-                for _ in range(cond_res_blocks)
-            )
-            cond_features = cond_hidden_channels
-        else:
-            self.cond_input, self.cond_blocks = None, nn.ModuleList()
-            cond_features = cond_channels
-
-        # Input layers on [x, ones] (E + 1 maps); their outputs are shifted so that (i, j) sees only pixels before it.
-        self.ul_input_down = DownShiftedConv2d(E + 1, F_, (k // 2, k))  # then down_shift: rows i - k//2 .. i - 1
-        self.ul_input_right = DownRightShiftedConv2d(E + 1, F_, (k // 2 + 1, k // 2))  # then right_shift
-        self.u_input = DownShiftedConv2d(E + 1, F_, (k // 2 + 1, k)) if vertical_stream else None  # then down_shift
-        self.blocks = nn.ModuleList(
-            PixelSNAILBlock(
-                F_,
-                residual_channels,
-                E,
-                num_res_blocks,
-                k,
-                vertical_stream,
-                attention,
-                key_channels,
-                value_channels,
-                num_heads,
-                nonlinearity,
-                dropout,
-                num_classes,
-                cond_features,
-            )
-            for _ in range(num_layers)
-        )
-        pointwise: ConvFactory = lambda i, o: AnchoredConv2d(i, o, 1)  # noqa: E731
-        self.output_blocks = nn.ModuleList(
-            GatedResidualBlock(
-                F_,
-                residual_channels,
-                pointwise,
-                nonlinearity=nonlinearity,
-                dropout=dropout,
-                num_classes=num_classes,
-                cond_channels=cond_features,
-            )
-            for _ in range(num_output_blocks)
-        )
-        self.output = AnchoredConv2d(F_, self.distribution.num_params, 1)
-
+        cond_features = self._build_cond_stack(cond_channels, cond_res_blocks, cond_hidden_channels, cond_kernel_size)
+        self._build_network(E, cond_features)
         H, W = self.grid_size
         rows = ((torch.arange(H) - H / 2) / H).view(1, 1, H, 1).expand(1, 1, H, W)
         cols = ((torch.arange(W) - W / 2) / W).view(1, 1, 1, W).expand(1, 1, H, W)
         self.register_buffer("background", torch.cat([rows, cols], 1), persistent=False)  # (1, 2, H, W)
+        # Checkpoints written before the gated residual blocks were one block load too (load_state_dict).
+        self._register_load_state_dict_pre_hook(_rename_legacy_keys)
+
+    def _build_cond_stack(
+        self, cond_channels: int | None, cond_res_blocks: int, hidden_channels: int, kernel_size: int
+    ) -> int | None:
+        """The conditioning stack, cond ``(B, cond_channels, H, W)`` -> features, fully observed; their width."""
+        if not cond_res_blocks:
+            self.cond_input, self.cond_blocks = None, nn.ModuleList()
+            return cond_channels
+        plain: ConvFactory = lambda i, o: AnchoredConv2d(i, o, kernel_size)  # noqa: E731
+        self.cond_input = AnchoredConv2d(cond_channels, hidden_channels, kernel_size)
+        self.cond_blocks = nn.ModuleList(
+            GatedResidualBlock(hidden_channels, plain, nonlinearity=self.config.nonlinearity)
+            for _ in range(cond_res_blocks)
+        )
+        return hidden_channels
+
+    def _build_network(self, input_channels: int, cond_features: int | None) -> None:
+        """The input layers, the blocks, the output stack and the output layer (``E = input_channels``)."""
+        cfg, E = self.config, input_channels
+        F_, k = cfg.hidden_channels, cfg.kernel_size
+        residual = F_ if cfg.residual_channels is None else cfg.residual_channels
+        common = dict(dropout=cfg.dropout, num_classes=cfg.num_classes)
+        # Input layers on [x, ones] (E + 1 maps); their outputs are shifted so that (i, j) sees only pixels before it.
+        self.ul_input_down = DownShiftedConv2d(E + 1, F_, (k // 2, k))  # then down_shift: rows i - k//2 .. i - 1
+        self.ul_input_right = DownRightShiftedConv2d(E + 1, F_, (k // 2 + 1, k // 2))  # then right_shift
+        self.u_input = DownShiftedConv2d(E + 1, F_, (k // 2 + 1, k)) if cfg.vertical_stream else None
+        self.blocks = nn.ModuleList(
+            PixelSNAILBlock(
+                F_,
+                residual,
+                E,
+                cfg.num_res_blocks,
+                k,
+                cfg.vertical_stream,
+                cfg.attention,
+                cfg.key_channels,
+                F_ // 2 if cfg.value_channels is None else cfg.value_channels,
+                cfg.num_heads,
+                cfg.nonlinearity,
+                cond_channels=cond_features,
+                **common,
+            )
+            for _ in range(cfg.num_layers)
+        )
+        self.output_blocks = nn.ModuleList(
+            GatedResidualBlock(
+                F_,
+                pointwise,
+                hidden_channels=residual,
+                nonlinearity=cfg.nonlinearity,
+                cond_channels=cond_features,
+                **common,
+            )
+            for _ in range(cfg.num_output_blocks)
+        )
+        self.output = AnchoredConv2d(F_, self.distribution.num_params, 1)
 
     @staticmethod
     def _check_args(**sizes: int) -> None:
@@ -507,180 +574,98 @@ class PixelSNAIL(AutoregressivePrior):
     # ------------------------------------------------------------------------------ cached sampling
     def init_cache(
         self, batch_size: int, class_labels: torch.Tensor | None, cond: torch.Tensor | None
-    ) -> dict[str, Any]:
-        (H, W), B = self.grid_size, batch_size
-        dev, dt = self.device, self.dtype
+    ) -> PixelSNAILCache:
+        size, B = self.grid_size, batch_size
         cond = self._cond_features(cond)
-
-        def maps(c: int) -> torch.Tensor:
-            return torch.zeros(B, c, H, W, device=dev, dtype=dt)
-
+        down, right = self.ul_input_down.stepper(), self.ul_input_right.stepper()
+        u_input = self.u_input.stepper() if self.u_input is not None else None
+        # The input layers read the rows above (i, j) and the window left of it (and, by rows, the rows above row i).
+        margin = down.margin(row_offset=-1).union(right.margin(col_offset=-1))
+        if u_input is not None:
+            margin = margin.union(u_input.margin(row_offset=-1, whole_rows=True))
         E = self.embedding.embedding_dim if self.embedding is not None else self.in_channels
-        canvas = maps(E + 1)
-        canvas[:, E] = 1.0  # the map of ones; pixels are copied in as they become final
-        blocks = []
-        for block in self.blocks:
-            attn = block.attention
-            blocks.append(
-                {
-                    "ul": [_ResidualStep(b, B, (H, W), class_labels, cond, buffers=True) for b in block.ul_blocks],
-                    "u": [_ResidualStep(b, B, (H, W), class_labels, cond, buffers=True) for b in block.u_blocks],
-                    "u_out": [maps(self.config.hidden_channels) for _ in block.u_blocks],  # u after each block
-                    "attention": None
-                    if attn is None
-                    else {
-                        "kv_block": _ResidualStep(attn.kv_block, B, (H, W), class_labels, cond),
-                        "kv_proj": attn.kv_proj.stepper(),
-                        "q_block": _ResidualStep(attn.q_block, B, (H, W), class_labels, cond),
-                        "q_proj": attn.q_proj.stepper(),
-                        "out_block": _ResidualStep(attn.out_block, B, (H, W), class_labels, cond),
-                        "key_channels": attn.key_channels,
-                        "cache": KeyValueCache(
-                            B, H * W, attn.key_channels, attn.value_channels, attn.num_heads, dev, dt
-                        ),
-                        "written": 0,  # keys and values of positions 0 .. written - 1 are in the cache
-                        "pending": None,  # (p, ul at p before the attention): the key/value input of p, minus x
-                    },
-                }
-            )
-        return {
-            "canvas": canvas,
-            "background": self._background(1)[0],  # (2, H, W)
-            "ul_input": (self.ul_input_down.stepper(), self.ul_input_right.stepper()),
-            "u_input": self.u_input.stepper() if self.u_input is not None else None,
-            "blocks": blocks,
-            "rows_done": 0,  # rows 0 .. rows_done - 1 of the vertical stream are computed
-            "output_blocks": [_ResidualStep(b, B, (H, W), class_labels, cond) for b in self.output_blocks],
-            "output": self.output.stepper(),
-        }
+        canvas = PaddedMap.zeros(B, E + 1, size, margin, down.weight)
+        canvas.interior[:, E] = 1.0  # the map of ones; pixels are written in as they become final
+        cache = PixelSNAILCache(
+            canvas=canvas,
+            background=self._background(1)[0],
+            ul_input_down=down,
+            ul_input_right=right,
+            u_input=u_input,
+            blocks=[block.stepper(B, size, class_labels, cond) for block in self.blocks],
+            output_blocks=[block.stepper(B, size, class_labels, cond) for block in self.output_blocks],
+            output=self.output.stepper(),
+        )
+        if u_input is not None:
+            self._vertical_row(cache, 0)  # row 0 of the vertical stream reads no pixel
+        return cache
 
-    def _advance_rows(self, cache: dict[str, Any], i: int) -> None:
-        """Compute rows ``rows_done .. i`` of the vertical stream (they read canvas rows ``< i`` only)."""
-        canvas, W = cache["canvas"], self.grid_size[1]
-        for r in range(cache["rows_done"], i + 1):
-            if r == 0:  # the zero row of the down shift
-                u = canvas.new_zeros(canvas.shape[0], self.config.hidden_channels, W)
-            else:
-                u = cache["u_input"].row(canvas, r - 1)  # (B, F, W), the input layer's row r - 1 shifted down
-            for block in cache["blocks"]:
-                for step, out in zip(block["u"], block["u_out"], strict=True):
-                    u = step.row(u, r)
-                    out[:, :, r] = u
-        cache["rows_done"] = i + 1
+    def forward_step(
+        self, cache: PixelSNAILCache, pixel: torch.Tensor, i: Index, j: Index, step: int, variant: None
+    ) -> torch.Tensor:
+        canvas = cache.canvas
+        # down_shift: the input layer's output at (i - 1, j); right_shift: at (i, j - 1) (zero on the first row /
+        # column: multiplied by the condition rather than branched on, the same at every position).
+        ul = cache.ul_input_down(canvas, i - 1, j) * (i > 0) + cache.ul_input_right(canvas, i, j - 1) * (j > 0)
+        background = cache.background_at(i, j, ul.shape[0])
+        for block in cache.blocks:
+            ul = block(ul, i, j, background)
+        for block in cache.output_blocks:
+            ul = block.point(ul, i, j)
+        return cache.output.point(F.elu(ul))  # (B, num_params)
 
-    def step(self, cache: dict[str, Any], h: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        H, W = self.grid_size
-        p = i * W + j
-        canvas, E = cache["canvas"], h.shape[1]
-        if p > 0:  # the previous pixel is final: copy it into the input layer's canvas
-            pi, pj = divmod(p - 1, W)
-            canvas[:, :E, pi, pj] = h[:, :, pi, pj]
-        if self.u_input is not None and cache["rows_done"] <= i:
-            self._advance_rows(cache, i)
+    def commit(self, cache: PixelSNAILCache, pixel: torch.Tensor, i: Index, j: Index) -> None:
+        cache.canvas.write(pixel, i, j, channels=slice(0, pixel.shape[1]))
+        background = cache.background_at(i, j, pixel.shape[0])
+        for block in cache.blocks:
+            if block.attention is not None:
+                block.attention.commit(pixel, i, j, background)
 
-        down, right = cache["ul_input"]
-        ul = 0.0
-        if i > 0:
-            ul = ul + down(canvas, i - 1, j)  # down_shift: the input layer's output at (i - 1, j)
-        if j > 0:
-            ul = ul + right(canvas, i, j - 1)  # right_shift: its output at (i, j - 1)
-        if not torch.is_tensor(ul):  # (0, 0): both shifts read padding
-            ul = canvas.new_zeros(canvas.shape[0], self.config.hidden_channels)
+    def commit_row(self, cache: PixelSNAILCache, i: Index, variant: None) -> None:
+        if cache.u_input is not None:
+            self._vertical_row(cache, i + 1)
 
-        background = cache["background"][:, i, j].expand(h.shape[0], -1)  # (B, 2)
-        for block in cache["blocks"]:
-            for n, ul_step in enumerate(block["ul"]):
-                aux = block["u_out"][n][:, :, i, j] if block["u"] else None
-                ul = ul_step.pixel(ul, i, j, aux)
-            attn = block["attention"]
-            if attn is None:
-                continue
-            pending = attn["pending"]
-            if pending is not None and pending[0] == p - 1 and attn["written"] == p - 1:
-                # Key and value of position p - 1: its raw input is final now.
-                pi, pj = divmod(p - 1, W)
-                raw = torch.cat([h[:, :, pi, pj], pending[1], cache["background"][:, pi, pj].expand_as(background)], 1)
-                kv = attn["kv_proj"].point(attn["kv_block"].point(raw, pi, pj))
-                attn["cache"].write(p - 1, kv[:, : attn["key_channels"]], kv[:, attn["key_channels"] :])
-                attn["written"] = p
-            attn["pending"] = (p, ul)
-            q = attn["q_proj"].point(attn["q_block"].point(torch.cat([ul, background], 1), i, j))
-            mixed = attn["cache"].attend(q, p)  # (B, value_channels), zeros at p = 0
-            ul = attn["out_block"].point(ul, i, j, mixed)
-        for out_step in cache["output_blocks"]:
-            ul = out_step.point(ul, i, j)
-        return cache["output"].point(F.elu(ul))  # (B, num_params)
+    def _vertical_row(self, cache: PixelSNAILCache, i: Index) -> None:
+        """Row ``i`` of the vertical stream, which reads canvas rows ``< i`` only."""
+        if isinstance(i, int) and i == 0:  # the zero row of the down shift (at init_cache; later rows are > 0)
+            u = cache.canvas.data.new_zeros(cache.canvas.data.shape[0], self.config.hidden_channels, self.grid_size[1])
+        else:
+            u = cache.u_input.row(cache.canvas, i - 1)  # (B, F, W), the input layer's row i - 1 shifted down
+        for block in cache.blocks:
+            u = block.vertical(u, i)
+
+    # diffusers calls it on the state dict of from_pretrained (as for its own deprecated attention blocks).
+    def _fix_state_dict_keys_on_load(self, state_dict: dict[str, torch.Tensor]) -> None:
+        super()._fix_state_dict_keys_on_load(state_dict)
+        _rename_legacy_keys(state_dict, "")
 
 
-class _ResidualStep:
-    """A :class:`GatedResidualBlock` frozen for cached sampling: per pixel, per row or ``1x1`` (point) evaluation.
+@dataclass(kw_only=True)
+class PixelSNAILCache(StepCache):
+    """Cached-sampling state of a :class:`PixelSNAIL`."""
 
-    With ``buffers=True`` it keeps the input maps of its two convolutions, ``f(x)`` and ``f(c)``, written at each
-    evaluated pixel (or row) and read back through the convolutions' windows.
-    """
+    canvas: PaddedMap  # (B, E + 1, H, W): the final pixels and the map of ones, read by the input layers
+    background: torch.Tensor  # (2, H, W)
+    ul_input_down: ConvStep
+    ul_input_right: ConvStep
+    u_input: ConvStep | None
+    blocks: list[PixelSNAILBlockStep]
+    output_blocks: list[GatedResidualStep]
+    output: ConvStep
 
-    def __init__(
-        self,
-        block: GatedResidualBlock,
-        batch_size: int,
-        grid: tuple[int, int],
-        class_labels: torch.Tensor | None,
-        cond: torch.Tensor | None,
-        buffers: bool = False,
-    ) -> None:
-        self.act = block.act
-        self.conv1, self.conv2 = block.conv1.stepper(), block.conv2.stepper()
-        self.aux = block.aux_conv.stepper() if block.aux_conv is not None else None
-        w = block.conv1.weight
-        self.inp = self.mid = None
-        if buffers:
-            self.inp = w.new_zeros(batch_size, block.conv1.in_channels, *grid)
-            self.mid = w.new_zeros(batch_size, block.conv2.in_channels, *grid)
-        # Conditioning bias of the whole grid, computed once (the same module the teacher-forced forward calls).
-        self.bias = block.cond_bias(class_labels, cond)  # (B, 2c, H, W), (B, 2c, 1, 1) or None
+    def background_at(self, i: Index, j: Index, batch_size: int) -> torch.Tensor:
+        """Shapes: -> ``(B, 2)``."""
+        return pick(pick(self.background, 1, i), 1, j).expand(batch_size, -1)
 
-    def _bias(self, i: int, j: int | None) -> torch.Tensor | float:
-        return bias_row(self.bias, i) if j is None else bias_at(self.bias, i, j)
 
-    @staticmethod
-    def _gate(x: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
-        a, b = pre.chunk(2, dim=1)
-        return x + a * torch.sigmoid(b)
-
-    def point(self, x: torch.Tensor, i: int, j: int, aux: torch.Tensor | None = None) -> torch.Tensor:
-        """A ``1x1`` block at ``(i, j)``.
-
-        Shapes:
-            x: ``(B, c)``, aux: ``(B, aux_channels)`` -> ``(B, c)``
-        """
-        c = self.conv1.point(self.act(x))
-        if self.aux is not None:
-            c = c + self.aux.point(self.act(aux))
-        return self._gate(x, self.conv2.point(self.act(c)) + self._bias(i, j))
-
-    def pixel(self, x: torch.Tensor, i: int, j: int, aux: torch.Tensor | None = None) -> torch.Tensor:
-        """A shifted block at ``(i, j)``, given its input there; earlier pixels are in the buffers.
-
-        Shapes:
-            x: ``(B, c)``, aux: ``(B, aux_channels)`` -> ``(B, c)``
-        """
-        self.inp[:, :, i, j] = self.act(x)
-        c = self.conv1(self.inp, i, j)
-        if self.aux is not None:
-            c = c + self.aux.point(self.act(aux))
-        self.mid[:, :, i, j] = self.act(c)
-        return self._gate(x, self.conv2(self.mid, i, j) + self._bias(i, j))
-
-    def row(self, x: torch.Tensor, i: int) -> torch.Tensor:
-        """A down-shifted block on row ``i``, given its input row; earlier rows are in the buffers.
-
-        Shapes:
-            x: ``(B, c, W)`` -> ``(B, c, W)``
-        """
-        self.inp[:, :, i] = self.act(x)
-        c = self.conv1.row(self.inp, i)
-        self.mid[:, :, i] = self.act(c)
-        return self._gate(x, self.conv2.row(self.mid, i) + self._bias(i, None))
+def _rename_legacy_keys(state_dict: dict[str, torch.Tensor], prefix: str, *args: object) -> None:
+    """Rename, in place, the layers of gated residual blocks saved under their former names (``conv1``,
+    ``aux_conv``, ``conv2``); a load-state-dict pre-hook (``prefix`` the module's)."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        parts = key[len(prefix) :].split(".")
+        renamed = [LEGACY_BLOCK_NAMES.get(part, part) for part in parts]
+        if renamed != parts:
+            state_dict[prefix + ".".join(renamed)] = state_dict.pop(key)
 
 
 _CIFAR10 = dict(

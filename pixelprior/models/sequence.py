@@ -8,21 +8,38 @@ categorical likelihood: R, then G, then B). :class:`RasterSequenceStep` bridges 
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
+from ..nn.attention import KeyValueCache
+from ..nn.stepping import Index, StepCache
+
+
+@dataclass(kw_only=True)
+class SequenceCache(StepCache):
+    """Cached-sampling state of a prior over the raster sequence.
+
+    Attributes:
+        memory: each layer's keys and values, ``(B, n, T, d)``.
+        params: ``(B, C K)``, the logits of the current pixel (channels before the current step keep their own).
+        next_input: ``(B, D)``, the input embedding of the next pixel's first position: the embedded last channel of
+            the last committed pixel (or the start of the sequence).
+    """
+
+    memory: list[KeyValueCache]
+    params: torch.Tensor
+    next_input: torch.Tensor
+
 
 class RasterSequenceStep:
-    """Mixin: ``step(cache, h, i, j)`` of a prior over the raster sequence, from its ``_position(cache, h, t)``.
+    """Mixin: the step protocol of a prior over the raster sequence, from the model's ``_position(cache, x, t)``
+    (position ``t`` through the network with its key/value caches, from its input embedding ``x``: its ``(B, K)``
+    logits) and ``_embed(value, channel)`` (the input embedding of a value of ``channel``).
 
-    The model's ``init_cache`` holds ``cache["length"]`` (positions committed so far, starting at 0) and
-    ``cache["params"]`` (``(B, C K)``, the logits of the current pixel); ``_position`` runs position ``t`` through the
-    network with its key/value caches and returns its ``(B, K)`` logits.
-
-    At channel step ``c`` of pixel ``(i, j)``, channel ``c``'s input (the value of the position before it) is final;
-    channels ``c + 1 .. C - 1`` are run on the canvas as it stands and redone by the next steps (their inputs are
-    the values the sampler has not drawn yet); channels before ``c`` keep the logits of their own steps.
+    At channel step ``c`` of pixel ``(i, j)`` channel ``c``'s input (the value of the position before it) is final;
+    channels ``c + 1 .. C - 1`` are run on the pixel's values as they stand and redone by the next steps (their inputs
+    are values not drawn yet); channels before ``c`` keep the logits of their own steps.
     """
 
     def _check_sequence_likelihood(self, likelihood: str) -> None:
@@ -34,16 +51,16 @@ class RasterSequenceStep:
                 f"{likelihood!r}."
             )
 
-    def step(self, cache: dict[str, Any], h: torch.Tensor, i: int, j: int) -> torch.Tensor:
+    def forward_step(
+        self, cache: SequenceCache, pixel: torch.Tensor, i: Index, j: Index, step: int, variant: None
+    ) -> torch.Tensor:
         C, K, W = self.in_channels, self.num_values, self.grid_size[1]
         first = (i * W + j) * C  # position of channel 0 of pixel (i, j)
-        c = cache["length"] - first  # the channel step the sampler is on
-        if not 0 <= c < C:
-            raise RuntimeError(
-                f"Expected steps in raster order, {C} per pixel: got pixel ({i}, {j}) after {cache['length']} "
-                f"committed positions."
-            )
-        for t in range(first + c, first + C):
-            cache["params"][:, (t - first) * K : (t - first + 1) * K] = self._position(cache, h, t)
-        cache["length"] = first + c + 1
-        return cache["params"].clone()  # (B, C K)
+        for c in range(step, C):
+            x = cache.next_input if c == 0 else self._embed(pixel[:, c - 1], c - 1)  # value t - 1
+            cache.params[:, c * K : (c + 1) * K] = self._position(cache, x, first + c)
+        return cache.params.clone()  # (B, C K)
+
+    def commit(self, cache: SequenceCache, pixel: torch.Tensor, i: Index, j: Index) -> None:
+        C = self.in_channels
+        cache.next_input.copy_(self._embed(pixel[:, C - 1], C - 1))  # in place: static shapes and strides

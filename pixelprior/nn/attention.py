@@ -18,7 +18,8 @@ computes it (flash / memory-efficient kernels where available) without any fully
 position 0 is prepended. The key and value of the last position are never read.
 
 Cached sampling (:class:`KeyValueCache`): keys and values are written into preallocated buffers as their
-positions become final; the query of position ``p`` reads the first ``p`` entries, ``O(p)`` per step.
+positions become final; the query of position ``p`` reads the first ``p`` entries, ``O(p)`` per step. (A compiled
+step, whose position is a tensor, attends over the whole buffer under a mask instead: one graph for every position.)
 
 **Local attention** (the Image Transformer [2]; :class:`LocalBlocks`, :func:`local_attention`): the raster
 sequence is split into query blocks, each attending to a memory block around it (``local_1d``: the block and the
@@ -41,6 +42,7 @@ from einops import rearrange
 from torch import nn
 
 from .masks import local_causal_mask
+from .stepping import Index, pick, put
 
 
 def _check_heads(channels: int, num_heads: int, name: str) -> None:
@@ -106,37 +108,44 @@ class KeyValueCache:
         self.keys = torch.zeros(batch_size, n, length, key_channels // n, device=device, dtype=dtype)
         self.values = torch.zeros(batch_size, n, length, value_channels // n, device=device, dtype=dtype)
 
-    def write(self, index: int, k: torch.Tensor, v: torch.Tensor) -> None:
+    def write(self, index: Index, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store the key and value of position ``index``.
 
         Shapes:
             k: ``(b, (n d))``, v: ``(b, (n e))``
         """
-        self.keys[:, :, index] = rearrange(k, "b (n d) -> b n d", n=self.num_heads)
-        self.values[:, :, index] = rearrange(v, "b (n e) -> b n e", n=self.num_heads)
+        put(self.keys, 2, index, rearrange(k, "b (n d) -> b n d", n=self.num_heads))
+        put(self.values, 2, index, rearrange(v, "b (n e) -> b n e", n=self.num_heads))
 
-    def attend(self, q: torch.Tensor, length: int) -> torch.Tensor:
+    def attend(self, q: torch.Tensor, length: Index) -> torch.Tensor:
         """Attention of one query over the first ``length`` stored positions; zeros when ``length == 0``.
 
         Shapes:
             q: ``(b, (n d))`` -> ``(b, (n e))``
         """
-        B, n, _, e = self.values.shape
-        if length == 0:
-            return q.new_zeros(B, n * e)
+        B, n, P, e = self.values.shape
         q_h = rearrange(q, "b (n d) -> b n 1 d", n=n)
-        out = F.scaled_dot_product_attention(q_h, self.keys[:, :, :length], self.values[:, :, :length])  # (b, n, 1, e)
-        return rearrange(out, "b n 1 e -> b (n e)")
+        if isinstance(length, int):
+            if length == 0:
+                return q.new_zeros(B, n * e)
+            out = F.scaled_dot_product_attention(q_h, self.keys[:, :, :length], self.values[:, :, :length])
+        else:  # the whole buffer under a mask; no key at all gives zeros, not a softmax over a fully masked row
+            visible = torch.arange(P, device=q.device).view(1, P) < length  # (1, P): the query's row of the mask
+            out = F.scaled_dot_product_attention(q_h, self.keys, self.values, attn_mask=visible)
+            out = torch.where(length > 0, out, 0.0)
+        return rearrange(out, "b n 1 e -> b (n e)")  # out: (b, n, 1, e)
 
-    def attend_at(self, q: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Attention of one query over the stored positions ``positions`` (local attention's visible memory).
+    def attend_at(self, q: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of one query over the stored positions ``positions`` (local attention's visible memory), those
+        where ``mask`` is True when it is given (a fixed-size memory block: see :meth:`LocalBlocks.memory_of`).
 
         Shapes:
-            q: ``(b, (n d))``, positions: ``(m,)`` long, ``m >= 1`` -> ``(b, (n e))``
+            q: ``(b, (n d))``, positions: ``(m,)`` long, mask: ``(m,)`` bool with at least one True -> ``(b, (n e))``
         """
         q_h = rearrange(q, "b (n d) -> b n 1 d", n=self.num_heads)
         keys, values = self.keys[:, :, positions], self.values[:, :, positions]  # (b, n, m, d), (b, n, m, e)
-        out = F.scaled_dot_product_attention(q_h, keys, values)  # (b, n, 1, e)
+        mask = None if mask is None else mask.view(1, -1)  # the query's row of the mask
+        out = F.scaled_dot_product_attention(q_h, keys, values, attn_mask=mask)  # (b, n, 1, e)
         return rearrange(out, "b n 1 e -> b (n e)")
 
 
@@ -310,6 +319,18 @@ class LocalBlocks(nn.Module):
         """
         block, slot = divmod(int(self.slots[position]), self.query_positions.shape[1])
         return self.memory_positions[block][self.mask[block, slot]]
+
+    def memory_of(self, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The memory block of query ``position`` (a 0-d tensor) and which of it the query attends to: the positions of
+        :meth:`visible` as a fixed-size block and a mask (no read back to the host: a compiled step's form).
+
+        Shapes:
+            -> positions ``(m,)`` long (padding as position 0), mask ``(m,)`` bool
+        """
+        slot = pick(self.slots, 0, position)
+        block, row = slot // self.query_positions.shape[1], slot % self.query_positions.shape[1]
+        memory = pick(self.memory_positions, 0, block)  # (m,)
+        return memory.clamp(min=0), pick(pick(self.mask, 0, block), 0, row) & (memory >= 0)
 
     def dense_mask(self) -> torch.Tensor:
         """The whole pattern: ``[t, s]`` is True iff query ``t`` attends to position ``s``.

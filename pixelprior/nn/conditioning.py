@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .stepping import Index, pick
+
 
 class ConditionBias(nn.Module):
     """Per-layer bias from class labels and/or a spatial condition map.
@@ -38,7 +40,7 @@ class ConditionBias(nn.Module):
         return bias
 
 
-def bias_at(bias: torch.Tensor | None, i: int, j: int) -> torch.Tensor | float:
+def bias_at(bias: torch.Tensor | None, i: Index, j: Index) -> torch.Tensor | float:
     """The bias of one position for cached sampling (``0.0`` when unconditional).
 
     Shapes:
@@ -48,10 +50,10 @@ def bias_at(bias: torch.Tensor | None, i: int, j: int) -> torch.Tensor | float:
         return 0.0
     if bias.shape[-2:] == (1, 1):
         return bias[:, :, 0, 0]
-    return bias[:, :, i, j]
+    return pick(pick(bias, 2, i), 2, j)
 
 
-def bias_row(bias: torch.Tensor | None, i: int) -> torch.Tensor | float:
+def bias_row(bias: torch.Tensor | None, i: Index) -> torch.Tensor | float:
     """The bias of one row, for layers that cached sampling evaluates a row at a time (``0.0`` when unconditional).
 
     Shapes:
@@ -59,4 +61,4 @@ def bias_row(bias: torch.Tensor | None, i: int) -> torch.Tensor | float:
     """
     if bias is None:
         return 0.0
-    return bias[:, :, 0] if bias.shape[-2:] == (1, 1) else bias[:, :, i]
+    return bias[:, :, 0] if bias.shape[-2:] == (1, 1) else pick(bias, 2, i)

@@ -23,8 +23,8 @@ Einops letters: ``b`` batch, ``c`` input features, ``u`` LSTM units, ``(four u)`
 and columns, ``d`` columns of a skewed map (``w + h - 1``; column ``d`` holds the pixels with ``i + j = d``).
 
 Cached sampling: each layer has a stepper (:meth:`RowLSTM.stepper`, :meth:`DiagonalBiLSTM.stepper`) that keeps
-the LSTM states and computes the hidden state of one position from an input buffer in which every position up to
-it has been written.
+its input map and the LSTM states and computes the hidden state of one position from its input there (every
+position before it has been stepped), and whose ``commit_row`` is told when a row is final.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from torch import nn
 from .conditioning import bias_at
 from .conv import MaskedConv2d, down_shift
 from .masks import channel_groups
+from .stepping import Index, Margin, PaddedMap, pick, put
 
 
 def lstm_update(gates: torch.Tensor, c_prev: torch.Tensor, dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,47 +168,47 @@ class RowLSTM(nn.Module):
 
 
 class RowLSTMStep:
-    """Cached sampling of a :class:`RowLSTM`: the previous row's states and its state-to-state gates.
+    """Cached sampling of a :class:`RowLSTM`: its input map, the previous row's states and their state-to-state gates.
 
-    When the first position of row ``i`` is asked for, the completed row ``i - 1`` becomes the previous row and its
-    state-to-state contribution to every gate of row ``i`` is computed at once; each position then adds its
-    input-to-state gates, which read the current row of the input buffer up to the position.
+    When row ``i`` is final (:meth:`commit_row`), its states become the previous row's and their state-to-state
+    contribution to every gate of row ``i + 1`` is computed at once; each position then adds its input-to-state gates,
+    which read the current row of the input map up to the position.
     """
 
     def __init__(
         self, lstm: RowLSTM, batch_size: int, grid_size: tuple[int, int], bias: torch.Tensor | None = None
     ) -> None:
-        weight = lstm.input_to_state.weight
-        zeros = weight.new_zeros(batch_size, lstm.hidden_channels, grid_size[1]).detach()
         self.input_to_state = lstm.input_to_state.stepper()
+        like = self.input_to_state.weight
+        self.inputs = PaddedMap.zeros(
+            batch_size, like.shape[1], grid_size, self.input_to_state.margin(), like
+        )  # (b, c, h, w): the layer's input at every position stepped so far
         self.state_weight = lstm.state_to_state.weight.detach()  # (4u, u, k)
         self.padding = lstm.kernel_size // 2
         self.bias = bias
-        self.h_prev, self.c_prev = zeros, zeros  # (b, u, w): row i - 1
+        zeros = like.new_zeros(batch_size, lstm.hidden_channels, grid_size[1])
+        self.h_prev, self.c_prev = zeros, zeros.clone()  # (b, u, w): row i - 1 (zero above the first row)
         self.h, self.c = zeros.clone(), zeros.clone()  # (b, u, w): row i, filled position by position
-        self.recurrent = None  # (b, 4u, w): K_ss * h_{i-1}
-        self.row = -1
+        self.recurrent = F.conv1d(self.h_prev, self.state_weight, padding=self.padding)  # (b, 4u, w): K_ss * h_{i-1}
 
-    def _start_row(self, i: int) -> None:
-        if i != self.row + 1:
-            raise ValueError(f"Expected rows in order, got row {i} after row {self.row}.")
-        if i > 0:
-            self.h_prev, self.c_prev = self.h, self.c
-            self.h, self.c = torch.zeros_like(self.h), torch.zeros_like(self.c)
-        self.recurrent = F.conv1d(self.h_prev, self.state_weight, padding=self.padding)
-        self.row = i
+    def commit_row(self, i: Index, context: PaddedMap | None = None) -> None:
+        """Row ``i`` is final: its states feed row ``i + 1`` (``context`` is not read: the Row LSTM has none)."""
+        # Copied, not swapped or rebound: a CUDA graph of the step replays on the tensors it was captured with.
+        self.h_prev.copy_(self.h)
+        self.c_prev.copy_(self.c)
+        self.recurrent.copy_(F.conv1d(self.h_prev, self.state_weight, padding=self.padding))
 
-    def __call__(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        """Hidden state at ``(i, j)``; ``x`` holds the layer input at every position up to ``(i, j)``.
+    def __call__(self, x: torch.Tensor, i: Index, j: Index) -> torch.Tensor:
+        """Hidden state at ``(i, j)`` from the layer input ``x`` there.
 
         Shapes:
-            x: ``(b, c, h, w)`` -> ``(b, u)``
+            x: ``(b, c)`` -> ``(b, u)``
         """
-        if i != self.row:
-            self._start_row(i)
-        gates = self.input_to_state(x, i, j) + bias_at(self.bias, i, j) + self.recurrent[:, :, j]  # (b, 4u)
-        h, c = lstm_update(gates, self.c_prev[:, :, j])
-        self.h[:, :, j], self.c[:, :, j] = h, c
+        self.inputs.write(x, i, j)
+        gates = self.input_to_state(self.inputs, i, j) + bias_at(self.bias, i, j) + pick(self.recurrent, 2, j)
+        h, c = lstm_update(gates, pick(self.c_prev, 2, j))  # (b, u) each
+        put(self.h, 2, j, h)
+        put(self.c, 2, j, c)
         return h
 
 
@@ -302,17 +303,6 @@ class DiagonalLSTM(nn.Module):
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         return diagonal_scan(self.input_gates(x, bias), self.state_to_state.weight)  # (b, u, h, w)
 
-    def cell(
-        self, gates: torch.Tensor, up: torch.Tensor, left: torch.Tensor, c_left: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One position of the scan from its input-to-state gates and its neighbours' states (zero outside).
-
-        Shapes:
-            gates: ``(b, (four u))``, up: ``(b, u)``, left: ``(b, u)``, c_left: ``(b, u)`` -> h, c: ``(b, u)`` each
-        """
-        matrix = _scan_weight(self.state_to_state.weight.detach(), 1)[0]  # (2u, 4u)
-        return lstm_update(gates + torch.cat([up, left], dim=-1) @ matrix, c_left)
-
 
 class DiagonalBiLSTM(nn.Module):
     """Diagonal BiLSTM of [1] (section 3.2): two diagonal scans, the right-to-left one shifted down a row.
@@ -396,56 +386,65 @@ class DiagonalBiLSTMStep:
     """Cached sampling of a :class:`DiagonalBiLSTM`.
 
     The left-to-right scan runs per position: the state at ``(i, j)`` from the stored states at ``(i - 1, j)`` and
-    ``(i, j - 1)``. The right-to-left scan feeds row ``i`` only through row ``i - 1``, which is complete when row
-    ``i`` starts: it is then computed right to left over the stored input row ``i - 1`` (and the context), once per
-    row.
+    ``(i, j - 1)`` (zero outside the image: the margin of the state maps). The right-to-left scan feeds row ``i + 1``
+    only through row ``i``: when row ``i`` is final (:meth:`commit_row`) it is computed right to left over the stored
+    input row ``i`` (and the context), once per row.
     """
 
     def __init__(
         self, lstm: DiagonalBiLSTM, batch_size: int, grid_size: tuple[int, int], bias: torch.Tensor | None = None
     ) -> None:
-        (H, W), u = grid_size, lstm.hidden_channels
+        u = lstm.hidden_channels
         self.lstm = lstm
         self.left_is = lstm.left_to_right.input_to_state.stepper()
         self.right_is = lstm.right_to_left.input_to_state.stepper()
+        # State-to-state matrices (2u, 4u) of the [up | left] states, one per direction.
+        self.left_ss = _scan_weight(lstm.left_to_right.state_to_state.weight.detach(), 1)[0]
+        self.right_ss = _scan_weight(lstm.right_to_left.state_to_state.weight.detach(), 1)[0]
         context = lstm.context_to_state
         self.context_weight = context.weight.detach().flatten(1) if context is not None else None  # (4u, context)
         self.left_bias, self.right_bias = bias.chunk(2, dim=1) if bias is not None else (None, None)
-        weight = lstm.left_to_right.input_to_state.weight
-        self.zero = weight.new_zeros(batch_size, u).detach()  # the state outside the image
-        self.h = weight.new_zeros(batch_size, u, H, W).detach()  # left-to-right states
-        self.c = torch.zeros_like(self.h)
-        self.right = weight.new_zeros(batch_size, u, W).detach()  # right-to-left states of row i - 1
-        self.row = -1
+        like = self.left_is.weight
+        self.inputs = PaddedMap.zeros(batch_size, like.shape[1], grid_size, Margin(), like)  # the layer input
+        self.h = PaddedMap.zeros(batch_size, u, grid_size, Margin(top=1, left=1), like)  # left-to-right states
+        self.c = PaddedMap.zeros(batch_size, u, grid_size, Margin(top=1, left=1), like)
+        self.zero = like.new_zeros(batch_size, u)  # the state right of the last column
+        self.right = like.new_zeros(batch_size, u, grid_size[1])  # right-to-left states of row i - 1
 
-    def _start_row(self, x: torch.Tensor, i: int, context: torch.Tensor | None) -> None:
-        if i != self.row + 1:
-            raise ValueError(f"Expected rows in order, got row {i} after row {self.row}.")
-        self.row = i
-        if i == 0:
-            return  # nothing above the first row: the shifted right-to-left output is zero there
-        r, above = i - 1, self.right  # right-to-left states of rows r and r - 1 (zero above the first row)
-        self.right = torch.zeros_like(above)
+    def commit_row(self, i: Index, context: PaddedMap | None = None) -> None:
+        """Row ``i`` is final: the right-to-left scan over it, read by row ``i + 1``; ``context`` holds row ``i``."""
+        self.lstm._check_context(context)
+        # Row i's states replace row i - 1's in place (a CUDA graph of the step replays on the tensors it was
+        # captured with): column j of row i - 1 is read just before column j of row i is written over it.
+        states = self.right  # (b, u, w): the right-to-left states of row i - 1 (zero above the first row), then i
         h = c = self.zero
-        for j in reversed(range(x.shape[-1])):
-            gates = self.right_is.point(x[:, :, r, j]) + bias_at(self.right_bias, r, j)
+        for j in reversed(range(self.inputs.size[1])):
+            gates = self.right_is.point(self.inputs.at(i, j)) + bias_at(self.right_bias, i, j)
             if context is not None:
-                gates = gates + F.linear(context[:, :, r, j], self.context_weight)
-            h, c = self.lstm.right_to_left.cell(gates, above[:, :, j], h, c)  # up, then the state right of j
-            self.right[:, :, j] = h
+                gates = gates + F.linear(context.at(i, j), self.context_weight)
+            h, c = _cell(gates, states[:, :, j], h, c, self.right_ss)  # up, then the state right of j
+            states[:, :, j] = h
 
-    def __call__(self, x: torch.Tensor, i: int, j: int, context: torch.Tensor | None = None) -> torch.Tensor:
-        """Output at ``(i, j)``; ``x`` (and ``context``) hold the layer input at every position up to ``(i, j)``.
+    def __call__(self, x: torch.Tensor, i: Index, j: Index) -> torch.Tensor:
+        """Output at ``(i, j)`` from the layer input ``x`` there.
 
         Shapes:
-            x: ``(b, c, h, w)``, context: ``(b, context_channels, h, w)`` -> ``(b, u)``
+            x: ``(b, c)`` -> ``(b, u)``
         """
-        if i != self.row:
-            self.lstm._check_context(context)
-            self._start_row(x, i, context)
-        gates = self.left_is.point(x[:, :, i, j]) + bias_at(self.left_bias, i, j)
-        up = self.h[:, :, i - 1, j] if i > 0 else self.zero
-        left, c_left = (self.h[:, :, i, j - 1], self.c[:, :, i, j - 1]) if j > 0 else (self.zero, self.zero)
-        h, c = self.lstm.left_to_right.cell(gates, up, left, c_left)
-        self.h[:, :, i, j], self.c[:, :, i, j] = h, c
-        return h + self.right[:, :, j]
+        self.inputs.write(x, i, j)
+        gates = self.left_is.point(x) + bias_at(self.left_bias, i, j)
+        h, c = _cell(gates, self.h.at(i - 1, j), self.h.at(i, j - 1), self.c.at(i, j - 1), self.left_ss)
+        self.h.write(h, i, j)
+        self.c.write(c, i, j)
+        return h + pick(self.right, 2, j)
+
+
+def _cell(
+    gates: torch.Tensor, up: torch.Tensor, left: torch.Tensor, c_left: torch.Tensor, matrix: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One position of a diagonal scan from its input-to-state gates and its neighbours' states (zero outside).
+
+    Shapes:
+        gates: ``(b, (four u))``, up, left, c_left: ``(b, u)``, matrix: ``(2u, 4u)`` -> h, c: ``(b, u)`` each
+    """
+    return lstm_update(gates + torch.cat([up, left], dim=-1) @ matrix, c_left)

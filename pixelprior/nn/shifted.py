@@ -18,7 +18,8 @@ of resolution by a factor ``s`` (the stride):
   componentwise; with ``crop_left = (kw - 1) // 2`` (down-shifted) any column of rows ``<= r // s``.
 
 For cached sampling, :meth:`StridedAnchoredConv2d.stepper` and :meth:`ShiftedConvTranspose2d.stepper` evaluate
-one output position or one output row from an input buffer, like :class:`~pixelprior.nn.conv.ConvStep`.
+one output position or one output row from an input buffer (a :class:`~pixelprior.nn.stepping.PaddedMap`), like
+:class:`~pixelprior.nn.conv.ConvStep`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import AnchoredConv2d, ConvStep, _pair, read_patch
+from .conv import AnchoredConv2d, ConvStep, _pair, row_product
+from .stepping import Index, Margin, PaddedMap, pick
 
 
 class StridedAnchoredConv2d(AnchoredConv2d):
@@ -76,7 +78,7 @@ class StridedConvStep(ConvStep):
         super().__init__(conv)
         self.stride = conv.stride
 
-    def __call__(self, buffer: torch.Tensor, i: int, j: int) -> torch.Tensor:
+    def __call__(self, buffer: PaddedMap, i: Index, j: Index) -> torch.Tensor:
         """Output at ``(i, j)`` of the subsampled grid.
 
         Shapes:
@@ -84,15 +86,15 @@ class StridedConvStep(ConvStep):
         """
         return super().__call__(buffer, self.stride[0] * i, self.stride[1] * j)
 
-    def row(self, buffer: torch.Tensor, i: int) -> torch.Tensor:
+    def row(self, buffer: PaddedMap, i: Index) -> torch.Tensor:
         """Output row ``i`` of the subsampled grid, reading input rows ``s_h i - ai .. s_h i - ai + kh - 1``.
 
         Shapes:
             buffer: ``(B, in, H, W)`` -> ``(B, out, ceil(W / s_w))``
         """
-        ai, aj = self.anchor
-        kh, kw = self.kernel_size
-        strip = read_patch(buffer, self.stride[0] * i - ai, -aj, kh, buffer.shape[-1] + kw - 1)
+        strip = self._strip(buffer, self.stride[0] * i - self.anchor[0], buffer.size[1])
+        if torch.compiler.is_compiling():
+            return row_product(strip, self.weight, self.bias, self.stride[1])
         return F.conv2d(strip, self.weight, self.bias, stride=(1, self.stride[1]))[:, :, 0]
 
 
@@ -189,7 +191,8 @@ class ConvTransposeStep:
 
     The taps that reach an output pixel depend only on its position modulo the stride: for each of the
     ``s_h s_w`` parities the contributing taps, their input offsets and their weights (flattened to one matrix)
-    are found once, so a pixel step is one small matrix product.
+    are found once, so a pixel step is one small matrix product. The parities' matrices are stacked (parities with
+    fewer taps padded with zero taps), so that a tensor position selects its own by indexing, without a branch.
     """
 
     def __init__(self, conv: ShiftedConvTranspose2d) -> None:
@@ -199,8 +202,9 @@ class ConvTransposeStep:
         self.stride = conv.stride
         self.crop_left = conv.crop_left
         (sh, sw), (kh, kw) = self.stride, weight.shape[-2:]
-        # parity (r % sh, c % sw) -> ([input offsets (di, dj) from (r // sh, c // sw)], (out, taps * in) weight)
-        self.parities: dict[tuple[int, int], tuple[list[tuple[int, int]], torch.Tensor]] = {}
+        # parity pr * sw + pc of (r % sh, c % sw) -> the input offsets (di, dj) from (r // sh, c // sw) of its taps
+        self.offsets: list[list[tuple[int, int]]] = []
+        flats = []
         for pr in range(sh):
             for pc in range(sw):
                 taps = [
@@ -209,44 +213,65 @@ class ConvTransposeStep:
                     for b in range(kw)
                     if (pr - a) % sh == 0 and (pc + self.crop_left - b) % sw == 0
                 ]
-                offsets = [((pr - a) // sh, (pc + self.crop_left - b) // sw) for a, b in taps]
-                flat = torch.cat([weight[:, :, a, b].t() for a, b in taps], dim=1)  # (out, taps * in)
-                self.parities[(pr, pc)] = (offsets, flat)
+                self.offsets.append([((pr - a) // sh, (pc + self.crop_left - b) // sw) for a, b in taps])
+                flats.append(torch.cat([weight[:, :, a, b].t() for a, b in taps], dim=1))  # (out, taps * in)
+        most = max(len(offsets) for offsets in self.offsets)
+        for p, offsets in enumerate(self.offsets):
+            if len(offsets) < most:  # zero taps at offset (0, 0): the same sum
+                flats[p] = F.pad(flats[p], (0, (most - len(offsets)) * weight.shape[0]))
+                offsets += [(0, 0)] * (most - len(offsets))
+        self.flat = torch.stack(flats)  # (parities, out, most * in)
+        self.offset_table = torch.tensor(self.offsets, device=weight.device)  # (parities, most, 2)
 
-    def __call__(self, buffer: torch.Tensor, r: int, c: int) -> torch.Tensor:
+    def margin(self) -> Margin:
+        """The margin of the input map that every pixel step's reads stay inside."""
+        rows = [di for offsets in self.offsets for di, _ in offsets]
+        cols = [dj for offsets in self.offsets for _, dj in offsets]
+        return Margin(max(-min(rows), 0), max(-min(cols), 0), max(max(cols), 0), max(max(rows), 0))
+
+    def __call__(self, buffer: PaddedMap, r: Index, c: Index) -> torch.Tensor:
         """Output at pixel ``(r, c)`` of the upsampled grid.
 
         Shapes:
             buffer: ``(B, in, H, W)`` (input resolution) -> ``(B, out)``
         """
-        (sh, sw), (H, W) = self.stride, buffer.shape[-2:]
-        offsets, flat = self.parities[(r % sh, c % sw)]
+        sh, sw = self.stride
         i, j = r // sh, c // sw
-        zeros = None
-        reads = []
-        for di, dj in offsets:
-            if 0 <= i + di < H and 0 <= j + dj < W:
-                reads.append(buffer[:, :, i + di, j + dj])
-            else:
-                zeros = buffer.new_zeros(buffer.shape[:2]) if zeros is None else zeros
-                reads.append(zeros)
-        return F.linear(torch.cat(reads, dim=1), flat, self.bias)  # (B, out)
+        parity = (r % sh) * sw + c % sw
+        if isinstance(parity, int):
+            reads = torch.cat([buffer.at(i + di, j + dj) for di, dj in self.offsets[parity]], dim=1)
+        else:
+            offsets = pick(self.offset_table, 0, parity)  # (taps, 2)
+            rows, cols = buffer.margin.top + i + offsets[:, 0], buffer.margin.left + j + offsets[:, 1]
+            reads = buffer.data[:, :, rows, cols].transpose(1, 2).flatten(1)  # (B, taps * in), tap-major
+        return F.linear(reads, pick(self.flat, 0, parity), self.bias)  # (B, out)
 
-    def row(self, buffer: torch.Tensor, r: int) -> torch.Tensor:
+    def row(self, buffer: PaddedMap, r: Index, parity: int | None = None) -> torch.Tensor:
         """Output row ``r`` of the upsampled grid, reading input rows ``(r - a) / s_h`` for the taps ``a``.
+
+        Args:
+            buffer: the input map.
+            r: the output row.
+            parity: ``r % s_h``, given by the caller when ``r`` is a tensor (it fixes the taps that reach the row).
 
         Shapes:
             buffer: ``(B, in, H, W)`` -> ``(B, out, s_w W)``
         """
-        (sh, sw), (B, _, H, W) = self.stride, buffer.shape
+        (sh, sw), (B, W) = self.stride, (buffer.data.shape[0], buffer.size[1])
+        parity = r % sh if parity is None else parity
         kh = self.weight.shape[2]
-        out = buffer.new_zeros(B, self.weight.shape[1], (W - 1) * sw + self.weight.shape[3])
+        out = buffer.data.new_zeros(B, self.weight.shape[1], (W - 1) * sw + self.weight.shape[3])
         for a in range(kh):
             i = (r - a) // sh
-            if (r - a) % sh == 0 and 0 <= i < H:
-                out = out + F.conv_transpose1d(buffer[:, :, i], self.weight[:, :, a], stride=sw)
+            if (parity - a) % sh == 0 and not (isinstance(i, int) and i < 0):  # a margin row adds zeros
+                out = out + F.conv_transpose1d(buffer.row(i), self.weight[:, :, a], stride=sw)
         out = out[:, :, self.crop_left : self.crop_left + sw * W]
         return out if self.bias is None else out + self.bias[:, None]
+
+    def row_margin(self) -> Margin:
+        """The margin of the input map that the row steps' reads stay inside (rows above the first)."""
+        kh, sh = self.weight.shape[2], self.stride[0]
+        return Margin(top=(kh - 1) // sh)
 
 
 class DownShiftedConvTranspose2d(ShiftedConvTranspose2d):

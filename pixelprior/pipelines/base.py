@@ -13,12 +13,12 @@ expect of a pipeline call on top of the sampler:
   later position is conditioned on what was drawn, so a changed grid is a ``ValueError``.
   ``callback_on_step_end_tensor_inputs`` chooses the entries of ``callback_kwargs`` (``["latents"]``, the
   only one), and diffusers' ``PipelineCallback`` / ``MultiPipelineCallbacks`` objects bring their own;
-* ``compile=True``, forwarded to ``prior.sample`` (DESIGN.md section 2).
+* ``compile=True`` (or ``"reduce-overhead"``: the compiled step replayed as CUDA graphs on a GPU), forwarded to
+  ``prior.sample`` (DESIGN.md section 2).
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -127,7 +127,7 @@ class PriorPipeline(PipelineLoadingMixin, HubPipelineMixin, DiffusionPipeline):
         known_mask: torch.Tensor | None,
         use_cache: bool,
         progress: bool,
-        compile: bool,
+        compile: bool | str,
         callback_on_step_end: StepEndCallback | PipelineCallback | MultiPipelineCallbacks | None,
         callback_on_step_end_tensor_inputs: Sequence[str],
     ) -> torch.Tensor:
@@ -136,14 +136,9 @@ class PriorPipeline(PipelineLoadingMixin, HubPipelineMixin, DiffusionPipeline):
         Shapes:
             -> ``(B, C, H, W)`` long
         """
-        if not isinstance(compile, bool):
-            raise ValueError(f"Expected compile to be a bool, got {compile!r}.")
-        options = {}
-        if compile:
-            # NOTE: compile= reaches prior.sample once the prior's sampler takes it (DESIGN.md section 2).
-            if "compile" not in inspect.signature(self.prior.sample).parameters:
-                raise ValueError(f"Expected a prior whose sample() takes compile=, got {type(self.prior).__name__}.")
-            options["compile"] = True
+        if not (isinstance(compile, bool) or compile == "reduce-overhead"):
+            raise ValueError(f"Expected compile to be a bool or 'reduce-overhead' (CUDA graphs), got {compile!r}.")
+        options = {"compile": compile} if compile is not False else {}
         class_labels = self.class_labels_for(batch_size, class_labels, generator)
         row_callback = self.row_callback_for(callback_on_step_end, callback_on_step_end_tensor_inputs)
         self._num_timesteps = self.prior.grid_size[0]

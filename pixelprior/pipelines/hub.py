@@ -10,19 +10,23 @@ naming it.
 ``model_card_template.md`` that ships inside this package and is read with :mod:`importlib.resources`, so it is
 found however pixelprior was installed: editable, wheel, ``--user`` or ``--target``) whose YAML header says
 ``library_name: pixelprior``, then uploads the folder. :func:`save_model_card` writes the card alone, so it can be
-checked without a network.
+checked without a network. A run of ``pixelprior train`` adds a :class:`TrainingCard` (dataset, steps, bits/dim,
+the sample grid and the learning curve) to its card and, with ``--push_to_hub``, uploads its folder with
+:func:`upload_run_folder`.
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import json
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import huggingface_hub
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import (
     HFValidationError,
     LocalEntryNotFoundError,
@@ -96,6 +100,75 @@ def resolve_pretrained_path(
         ) from error
 
 
+@dataclass
+class TrainingCard:
+    """What a training run adds to its model card: the data, the length of the run and what it measured.
+
+    ``dataset`` is the ``--dataset`` spec and ``preprocessing`` what was done to it ("binarized"); ``sample_grid`` and
+    ``curve`` are paths relative to the card's folder (shown as images); ``hub_dataset`` is the Hub id of the
+    training data when it came from the Hub (the card's ``datasets`` metadata); ``config`` the run's flags (secrets
+    left out).
+    """
+
+    dataset: str
+    steps: int
+    images_per_step: int
+    train_bits_per_dim: float
+    test_bits_per_dim: float
+    train_nll_nats: float | None = None
+    test_nll_nats: float | None = None
+    num_train_images: int | None = None
+    num_test_images: int | None = None
+    hub_dataset: str | None = None
+    sample_grid: str | None = None
+    curve: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    preprocessing: str | None = None
+
+    @property
+    def dataset_name(self) -> str:
+        return self.dataset + (f" ({self.preprocessing})" if self.preprocessing else "")
+
+    def eval_results(self) -> list[EvalResult]:
+        """The test figures as Hub evaluation results (the card's ``model-index``)."""
+        metrics = [("bits_per_dim", "test bits/dim", self.test_bits_per_dim)]
+        if self.test_nll_nats is not None:
+            metrics.append(("nll", "test NLL (nats/image)", self.test_nll_nats))
+        return [
+            EvalResult(
+                task_type="unconditional-image-generation",
+                dataset_type=self.hub_dataset or self.dataset,
+                dataset_name=self.dataset_name,
+                dataset_split="test",
+                metric_type=metric,
+                metric_name=name,
+                metric_value=round(value, 6),
+            )
+            for metric, name, value in metrics
+        ]
+
+    def variables(self) -> dict[str, Any]:
+        """The template's ``training`` variable: the figures formatted as the card shows them."""
+
+        def nats(value: float | None) -> str:
+            return f"{value:.2f}" if value is not None else "-"
+
+        return {
+            "dataset": self.dataset_name,
+            "steps": f"{self.steps:,}",
+            "images_per_step": self.images_per_step,
+            "num_train_images": f"{self.num_train_images:,}" if self.num_train_images is not None else "-",
+            "num_test_images": f"{self.num_test_images:,}" if self.num_test_images is not None else "-",
+            "train_bits_per_dim": f"{self.train_bits_per_dim:.4f}",
+            "test_bits_per_dim": f"{self.test_bits_per_dim:.4f}",
+            "train_nll_nats": nats(self.train_nll_nats),
+            "test_nll_nats": nats(self.test_nll_nats),
+            "sample_grid": self.sample_grid,
+            "curve": self.curve,
+            "config": json.dumps(self.config, indent=2, sort_keys=True),
+        }
+
+
 def _card_variables(pipeline: Any, repo_id: str) -> dict[str, Any]:
     prior = pipeline.prior
     vqvae = getattr(pipeline, "vqvae", None)
@@ -124,6 +197,7 @@ def save_model_card(
     license: str | None = None,
     extra: str | None = None,
     template_path: str | os.PathLike | None = None,
+    training: TrainingCard | None = None,
 ) -> ModelCard:
     """Write ``README.md`` describing ``pipeline`` into ``save_directory`` (YAML header: ``library_name: pixelprior``).
 
@@ -133,8 +207,10 @@ def save_model_card(
         repo_id: the Hub repository the card describes (used in its loading snippet).
         tags: extra Hub tags.
         license: a Hub license id such as ``"apache-2.0"``.
-        extra: Markdown appended to the card (training details, metrics).
-            template_path: a Jinja template file; the template shipped with pixelprior by default.
+        extra: Markdown appended to the card.
+        template_path: a Jinja template file; the template shipped with pixelprior by default.
+        training: the run that trained the pipeline (``pixelprior train``): its data, steps, bits/dim, sample grid
+            and curve, and its test figures as the card's ``model-index``.
 
     Returns:
         The written :class:`huggingface_hub.ModelCard`.
@@ -151,10 +227,41 @@ def save_model_card(
         pipeline_tag=pipeline_tag,
         license=license,
         tags=[LIBRARY_NAME, "autoregressive", "pixelcnn", type(pipeline.prior).__name__, *(tags or [])],
+        datasets=[training.hub_dataset] if training is not None and training.hub_dataset else None,
+        model_name=repo_id.split("/")[-1] if training is not None else None,
+        eval_results=training.eval_results() if training is not None else None,
     )
-    card = ModelCard.from_template(card_data, template_str=template, extra=extra, **_card_variables(pipeline, repo_id))
+    variables = _card_variables(pipeline, repo_id)
+    variables["training"] = training.variables() if training is not None else None
+    card = ModelCard.from_template(card_data, template_str=template, extra=extra, **variables)
     card.save(os.path.join(save_directory, "README.md"))
     return card
+
+
+def create_hub_repo(repo_id: str, *, token: str | None = None, private: bool | None = None) -> str:
+    """Create the model repository ``repo_id`` on the Hub (or find it) and return its full id, ``user/name``."""
+    return huggingface_hub.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+
+
+def upload_to_hub(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    commit_message: str,
+    allow_patterns: list[str] | None = None,
+    create_pr: bool = False,
+) -> str:
+    """Upload ``folder`` (only the files matching ``allow_patterns``, when given) to ``repo_id``; returns the commit
+    URL. The one call that reaches the network when a pipeline or a run is pushed."""
+    return huggingface_hub.upload_folder(
+        repo_id=repo_id,
+        folder_path=os.fspath(folder),
+        token=token,
+        commit_message=commit_message,
+        allow_patterns=allow_patterns,
+        create_pr=create_pr,
+    )
 
 
 class HubPipelineMixin:
@@ -176,14 +283,9 @@ class HubPipelineMixin:
         Returns:
             The URL of the commit.
         """
-        repo_id = huggingface_hub.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        repo_id = create_hub_repo(repo_id, token=token, private=private)
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder, safe_serialization=True)
             save_model_card(folder, self, repo_id, tags=tags, license=license, extra=extra)
-            return huggingface_hub.upload_folder(
-                repo_id=repo_id,
-                folder_path=folder,
-                token=token,
-                commit_message=commit_message or f"Upload {type(self).__name__}",
-                create_pr=create_pr,
-            )
+            message = commit_message or f"Upload {type(self).__name__}"
+            return upload_to_hub(folder, repo_id, token=token, commit_message=message, create_pr=create_pr)

@@ -92,7 +92,7 @@ class PixelPriorPipeline(PriorPipeline):
         progress: bool = True,
         image: PipelineImageInput | None = None,
         mask_image: PipelineImageInput | None = None,
-        compile: bool = False,
+        compile: bool | str = False,
         callback_on_step_end: StepEndCallback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> ImagePipelineOutput | tuple:
@@ -113,7 +113,8 @@ class PixelPriorPipeline(PriorPipeline):
             image: inpainting: the image(s) to complete, values in ``[0, 1]`` (PIL, NumPy or torch, see
                 :mod:`pixelprior.pipelines.inpainting`) of the prior's size; quantized to its bins by rounding.
             mask_image: inpainting: white (>= 0.5) = regenerate, black = keep; the kept pixels come back unchanged.
-            compile: the prior's compiled sampling step (``prior.sample(compile=True)``).
+            compile: the prior's compiled sampling step (``prior.sample(compile=True)``); ``"reduce-overhead"``
+                replays it as CUDA graphs (a model on a GPU).
             callback_on_step_end: ``callback(pipe, step, timestep, callback_kwargs)``, diffusers' signature, called
                 once per completed row (``step`` = ``timestep`` = the row) with a copy of the grid drawn so far as
                 ``callback_kwargs["latents"]`` (see :mod:`pixelprior.pipelines.base`).
@@ -129,14 +130,7 @@ class PixelPriorPipeline(PriorPipeline):
             raise ValueError(f"Expected a prior with 1 or 3 channels for output_type='pil', got {channels} channels.")
         known = known_mask = None
         if image is not None or mask_image is not None:
-            images, regenerate = prepare_inpainting_inputs(
-                image, mask_image, channels, self.prior.grid_size, batch_size
-            )
-            if palette is not None:  # RGB bins -> (B, 1, H, W) ids of the nearest colours
-                known = palette.encode(images_to_bins(images, palette.num_values)).to(self.device)
-            else:
-                known = images_to_bins(images, self.prior.num_values).to(self.device)  # (B, C, H, W) long
-            known_mask = ~regenerate.to(self.device)  # (B, 1, H, W), True = keep
+            known, known_mask = self._known_grid(image, mask_image, channels, batch_size)
             batch_size = len(known)
 
         x = self.sample_grid(
@@ -163,6 +157,23 @@ class PixelPriorPipeline(PriorPipeline):
         if not return_dict:
             return (images,)
         return ImagePipelineOutput(images=images)
+
+    def _known_grid(
+        self, image: PipelineImageInput, mask_image: PipelineImageInput, channels: int, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inpainting's kept values and where they are: the image quantized to the prior's bins (or, with a palette,
+        to the ids of its nearest colours) and the black pixels of the mask.
+
+        Shapes:
+            -> known ``(B, C, H, W)`` long (``(B, 1, H, W)`` ids with a palette), known_mask ``(B, 1, H, W)`` bool
+        """
+        images, regenerate = prepare_inpainting_inputs(image, mask_image, channels, self.prior.grid_size, batch_size)
+        palette = self.palette
+        if palette is not None:  # RGB bins -> (B, 1, H, W) ids of the nearest colours
+            known = palette.encode(images_to_bins(images, palette.num_values))
+        else:
+            known = images_to_bins(images, self.prior.num_values)  # (B, C, H, W) long
+        return known.to(self.device), ~regenerate.to(self.device)  # True = keep
 
 
 register_pipeline(PixelPriorPipeline)

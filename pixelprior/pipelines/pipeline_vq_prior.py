@@ -143,7 +143,7 @@ class VQPriorPipeline(PriorPipeline):
         progress: bool = True,
         image: PipelineImageInput | None = None,
         mask_image: PipelineImageInput | None = None,
-        compile: bool = False,
+        compile: bool | str = False,
         callback_on_step_end: StepEndCallback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> ImagePipelineOutput | tuple:
@@ -162,7 +162,8 @@ class VQPriorPipeline(PriorPipeline):
             progress: show the sampler's progress bar (also off after ``set_progress_bar_config(disable=True)``).
             image: inpainting: image(s) of the VQModel's ``sample_size`` with values in ``[0, 1]``.
             mask_image: inpainting: white = regenerate, black = keep; codes whose whole cell is black are kept.
-            compile: the prior's compiled sampling step (``prior.sample(compile=True)``).
+            compile: the prior's compiled sampling step (``prior.sample(compile=True)``); ``"reduce-overhead"``
+                replays it as CUDA graphs (a model on a GPU).
             callback_on_step_end: ``callback(pipe, step, timestep, callback_kwargs)``, diffusers' signature, called
                 once per completed row of codes (``step`` = ``timestep`` = the row) with a copy of the code grid
                 drawn so far as ``callback_kwargs["latents"]`` (see :mod:`pixelprior.pipelines.base`).

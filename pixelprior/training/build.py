@@ -1,6 +1,6 @@
 """The pieces a training run is built from: the model, the data (checked against each other), the optimizer.
 
-:func:`build_prior` makes the untrained model from a registry name or a saved ``config.json``,
+:func:`build_prior` makes the model from a registry name, a saved ``config.json`` or a trained pipeline,
 :func:`load_splits` the two splits, :func:`check_data_matches_model` says which flag to pass when they disagree,
 :class:`PriorObjective` is the loss as a module's ``forward`` (what DDP and FSDP synchronize) and
 :func:`make_optimizer` is Adam as the trainer runs it.
@@ -19,6 +19,7 @@ from torch.utils.data import Dataset, Subset
 from ..data import GridDataset, load_dataset, parse_dataset
 from ..models import AutoregressivePrior, create_prior
 from .config import TrainConfig
+from .init_from import model_config_file, prior_from_pipeline
 
 if TYPE_CHECKING:
     from diffusers import VQModel
@@ -54,9 +55,7 @@ def make_optimizer(parameters: Any, learning_rate: float) -> torch.optim.Adam:
 
 
 def _read_model_config(path: str) -> dict[str, Any]:
-    file = os.path.join(path, "config.json") if os.path.isdir(path) else path
-    if not os.path.isfile(file):
-        raise ValueError(f"Expected --model_config to be a JSON file or a folder with a config.json, got {path!r}.")
+    file = model_config_file(path)  # a file, a prior's folder or a run folder
     with open(file) as f:
         try:
             config = json.load(f)
@@ -67,12 +66,15 @@ def _read_model_config(path: str) -> dict[str, Any]:
     return config
 
 
-def build_prior(config: TrainConfig) -> AutoregressivePrior:
+def build_prior(config: TrainConfig, init_pipeline: Any | None = None) -> AutoregressivePrior:
     """The untrained model: ``create_prior(config.model, **config.model_kwargs)``, or the class and arguments of
-    ``config.model_config`` (a saved ``config.json``) overridden by ``config.model_kwargs``.
+    ``config.model_config`` (a saved ``config.json``, or a run folder's) overridden by ``config.model_kwargs``; with
+    ``config.init_from``, the trained prior of that pipeline (``init_pipeline``, once loaded; see ``init_from.py``).
 
     Unknown argument names are a ``ValueError`` (the registry's check: ``models.registry.check_arguments``).
     """
+    if config.init_from is not None:
+        return prior_from_pipeline(config, init_pipeline)
     if config.model is not None:
         return create_prior(config.model, **config.model_kwargs)
     from ..models.registry import check_arguments, prior_class

@@ -36,6 +36,7 @@ MODEL, DATA, OPTIMIZATION, PERIODIC, OUTPUT = (
     "evaluation, samples, checkpoints, logs",
     "output folder and resuming",
 )
+HUB = "the Hugging Face Hub"
 
 
 def _registered_prior(name: str) -> bool:
@@ -70,12 +71,35 @@ SEED = Check(lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")  # numpy's se
 NUM_BITS = Check(lambda v: 1 <= v <= 8, "an integer in [1, 8]")
 
 
-@dataclass
+def _hub_repo_id(name: str) -> bool:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _palette_ok(spec: str) -> bool:
+    from .palette import palette_spec_ok
+
+    return palette_spec_ok(spec)
+
+
+PALETTE = Check(_palette_ok, "a number of colours >= 2, or a saved palette file or folder that exists")
+HUB_REPO_ID = Check(_hub_repo_id, "a Hub repository id: name or user/name (letters, digits, '-', '_', '.')")
+
+
+@dataclass(kw_only=True)  # keywords only: the model may be given by one of three fields, each defaulting to None
 class TrainConfig:
     """What ``pixelprior train`` runs; every field is the command-line flag of the same name."""
 
     model: str | None = option(
-        help="a registered prior, e.g. pixelcnn_mnist (pixelprior.list_priors()); or give --model_config",
+        None,
+        help="a registered prior, e.g. pixelcnn_mnist (pixelprior.list_priors()); or give --model_config or "
+        "--init_from",
         group=MODEL,
         check=REGISTERED_PRIOR,
     )
@@ -86,8 +110,14 @@ class TrainConfig:
     )
     model_config: str | None = option(
         None,
-        help="instead of --model: a prior's config.json (or its folder), or a JSON object with _class_name and the "
-        "constructor's arguments; only the architecture is read, not weights",
+        help="instead of --model: a prior's config.json, its folder or a run (pipeline) folder (its "
+        "prior/config.json); only the architecture is read, not weights (for those: --init_from)",
+        group=MODEL,
+    )
+    init_from: str | None = option(
+        None,
+        help="instead of --model: fine-tune a trained pipeline (a folder or a Hub repo id; pixelprior train's or "
+        "pixelprior convert's), taking its architecture, weights and palette; --model_kwargs may change dropout only",
         group=MODEL,
     )
     model_kwargs: dict[str, Any] = option(
@@ -109,6 +139,14 @@ class TrainConfig:
     )
     num_bits: int | None = option(
         None, help="keep the top num_bits bits: 2**num_bits values", group=DATA, check=NUM_BITS
+    )
+    palette: str | None = option(
+        None,
+        help="RGB images as colour ids (Image GPT): K fits a palette of K colours on the training images (k-means, "
+        "--seed), or a saved palette (palette.safetensors, its folder, a pipeline folder); the model then needs "
+        "in_channels=1, num_values=K, and the pipeline outputs RGB",
+        group=DATA,
+        check=PALETTE,
     )
     data_dir: str | None = option(None, help="the root folder of torchvision: dataset files", group=DATA)
     max_train_samples: int | None = option(
@@ -168,15 +206,36 @@ class TrainConfig:
         "no", help="autocast: no, fp16 (GPU only) or bf16", group=OPTIMIZATION, choices=MIXED_PRECISION
     )
     use_ema: bool = option(
-        False,
-        help="keep a Polyak average of the weights; evaluation, samples and the saved pipeline use it",
+        True,
+        help="keep an exponential moving average of the weights (--no_use_ema: none); evaluation, samples and the "
+        "saved pipeline use it",
         group=OPTIMIZATION,
     )
     ema_decay: float = option(
         0.9995,
-        help="ema = decay * ema + (1 - decay) * weights after every optimizer step",
+        help="ema = decay * ema + (1 - decay) * weights after every optimizer step; the largest decay with the "
+        "warm-up",
         group=OPTIMIZATION,
         check=in_range(0, 1, high_open=True),
+        aliases=("--ema_max_decay",),
+    )
+    ema_warmup: bool = option(
+        True,
+        help="grow the EMA's decay with the step k as diffusers' EMAModel: min(ema_decay, 1 - (1 + (k - 1) / "
+        "ema_inv_gamma) ** -ema_power) (--no_ema_warmup: ema_decay from step 1, PixelCNN++'s Polyak averaging)",
+        group=OPTIMIZATION,
+    )
+    ema_inv_gamma: float = option(
+        100.0,
+        help="the EMA warm-up's inverse multiplicative factor (diffusers' default 1 lags short runs: see ema.py)",
+        group=OPTIMIZATION,
+        check=POSITIVE_NUMBER,
+    )
+    ema_power: float = option(
+        1.0,
+        help="the EMA warm-up's exponent (with ema_inv_gamma 100: step k averages the last ~1 + (k - 1) / 100 steps)",
+        group=OPTIMIZATION,
+        check=POSITIVE_NUMBER,
     )
     eval_steps: int | None = option(
         None,
@@ -196,7 +255,11 @@ class TrainConfig:
         resume="free",
     )
     num_sample_images: int = option(
-        16, help="images per sample grid", group=PERIODIC, check=POSITIVE_INT, resume="free"
+        16,
+        help="images per sample grid (the periodic ones and the last, which the model card shows); 0: no grids",
+        group=PERIODIC,
+        check=NONNEGATIVE_INT,
+        resume="free",
     )
     checkpointing_steps: int | None = option(
         None,
@@ -266,13 +329,36 @@ class TrainConfig:
         group=MODEL,
         choices=COMPILE_MODES,
     )
+    push_to_hub: bool = option(
+        False,
+        help="upload the pipeline, its model card, train_results.json, the last sample grid and logs/ to the Hub "
+        "after training (the repository is created, and the token checked, before the first step)",
+        group=HUB,
+        resume="free",
+    )
+    hub_model_id: str | None = option(
+        None,
+        help="the Hub repository of --push_to_hub: user/name or name (default: the output folder's name)",
+        group=HUB,
+        check=HUB_REPO_ID,
+        resume="free",
+    )
+    hub_token: str | None = option(
+        None,
+        help="a Hub token for --push_to_hub and --init_from (default: HF_TOKEN or `hf auth login`'s); never "
+        "written to checkpoints, logs or train_results.json",
+        group=HUB,
+        secret=True,
+    )
+    hub_private_repo: bool = option(
+        False, help="create the --push_to_hub repository as private", group=HUB, resume="free"
+    )
 
     def __post_init__(self) -> None:
-        if (self.model is None) == (self.model_config is None):
-            raise ValueError(
-                f"Expected exactly one of --model or --model_config, got model={self.model!r} and "
-                f"model_config={self.model_config!r}."
-            )
+        given = {n: getattr(self, n) for n in ("model", "model_config", "init_from") if getattr(self, n) is not None}
+        if len(given) != 1:
+            got = ", ".join(f"{n}={v!r}" for n, v in given.items()) or "none"
+            raise ValueError(f"Expected exactly one of --model, --model_config or --init_from, got {got}.")
         check_options(self)
         if self.max_steps is not None and self.num_epochs is not None:
             raise ValueError(
@@ -288,6 +374,16 @@ class TrainConfig:
             )
         if self.compile_mode != "default" and not self.compile:
             raise ValueError(f"Expected --compile with compile_mode={self.compile_mode!r}, got compile=False.")
+        if self.sample_steps is not None and self.num_sample_images == 0:
+            raise ValueError(f"Expected num_sample_images >= 1 with sample_steps={self.sample_steps}, got 0.")
+        self.check_hub_options()
+
+    def check_hub_options(self) -> None:
+        """The Hub flags that only mean something with ``--push_to_hub`` are refused without it (never ignored)."""
+        if not self.push_to_hub:
+            given = [f"--{n}" for n in ("hub_model_id", "hub_private_repo") if getattr(self, n) not in (None, False)]
+            if given:
+                raise ValueError(f"Expected --push_to_hub with {' and '.join(given)}, got push_to_hub=False.")
 
     def total_steps(self, num_train_images: int, num_processes: int = 1) -> int:
         """The run's optimizer steps: ``max_steps``, or those of ``num_epochs`` over ``num_train_images``."""
@@ -298,8 +394,8 @@ class TrainConfig:
 
     @property
     def model_name(self) -> str:
-        """The model as the user named it: the registry name or the config file."""
-        return self.model if self.model is not None else self.model_config
+        """The model as the user named it: the registry name, the config file or the pipeline fine-tuned."""
+        return next(name for name in (self.model, self.model_config, self.init_from) if name is not None)
 
 
 def resumable_flags() -> list[str]:

@@ -24,6 +24,9 @@ class MetricsLogger:
         hparams: the run's configuration, recorded by TensorBoard.
         resume_step: the run's first step: the JSON lines an interrupted run wrote after it are dropped, so the file
             reads as one uninterrupted run (a new run passes 0).
+
+    ``history`` holds what was logged (main process, every kind), with the kept lines of a resumed JSON-lines file
+    first: the learning curve is drawn from it (:mod:`pixelprior.training.curve`).
     """
 
     def __init__(
@@ -36,6 +39,7 @@ class MetricsLogger:
     ) -> None:
         self.kind, self.accelerator = kind, accelerator
         self.path = os.path.join(output_dir, METRICS_FILE)
+        self.history: list[dict[str, Any]] = []
         if kind == "tensorboard":
             flat = {
                 k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v) for k, v in (hparams or {}).items()
@@ -58,9 +62,10 @@ class MetricsLogger:
                 except json.JSONDecodeError:
                     continue
                 if isinstance(record, dict) and record.get("step", 0) <= step:
-                    kept.append(json.dumps(record) + "\n")
+                    kept.append(record)
         with writing(self.path, "the metrics log"), replace_atomically(self.path) as tmp, open(tmp, "w") as f:
-            f.writelines(kept)
+            f.writelines(json.dumps(record) + "\n" for record in kept)
+        self.history = kept
 
     def event(self, name: str, details: dict[str, Any], step: int) -> None:
         """Record a non-scalar event at ``step`` (a resume's changed flags, a failure): a JSON line, or TensorBoard
@@ -73,6 +78,8 @@ class MetricsLogger:
 
     def log(self, values: dict[str, float], step: int) -> None:
         """Record ``values`` at ``step`` (called on every process; only the main one writes)."""
+        if self.accelerator.is_main_process:
+            self.history.append({"step": step, **values})
         if self.kind == "tensorboard":
             self.accelerator.log(values, step=step)
         elif self.kind == "jsonl" and self.accelerator.is_main_process:

@@ -159,6 +159,18 @@ class StateFileError(ValueError):
     """A state file of a checkpoint is missing, corrupt or refused; ``--allow_inexact_resume`` may go without it."""
 
 
+def save_torch_file(value: Any, path: str) -> None:
+    """``torch.save(value, path)``, serialized in memory first and then written as a plain file: a full disk is then
+    an ``OSError`` (``ENOSPC``) that ``run_folder.writing`` names, not torch's ``RuntimeError: basic_ios::clear``
+    from inside its zip writer."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
+
+
 def load_tensors_only(path: str, what: str, safe_globals: list | None = None) -> Any:
     """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code.
 

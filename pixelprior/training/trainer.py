@@ -22,6 +22,7 @@ import math
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ from accelerate.utils import DistributedType, TorchDynamoPlugin, broadcast_objec
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..data import ColorPalette, GridDataset, parse_dataset
 from ..models import AutoregressivePrior
 from ..progress import progress_bar
 from .build import (
@@ -59,10 +61,19 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .ema import EMA
-from .gradient_checkpointing import enable_gradient_checkpointing
+from .init_from import load_init_pipeline
 from .loggers import MetricsLogger, check_logger_available
 from .metrics import evaluate, nats_per_image
 from .options import options_as_json
+from .palette import (
+    PALETTE_FILE,
+    encode_dataset,
+    fit_palette,
+    is_palette_size,
+    read_checkpoint_palette,
+    read_palette,
+    same_palette,
+)
 from .resume import (
     EMA_FILE,
     MODEL_FILE,
@@ -83,6 +94,7 @@ from .resume import (
     restore_rng_state,
     rng_file,
     rng_state,
+    save_torch_file,
 )
 from .run_folder import (
     OutputError,
@@ -193,12 +205,18 @@ class Trainer:
         self.accelerator = _make_accelerator(config)
         self.fsdp = self.accelerator.distributed_type == DistributedType.FSDP
         if self.fsdp and config.use_ema:
-            raise ValueError("Expected no --use_ema with FSDP (the EMA keeps full weights), got both.")
+            raise ValueError("Expected --no_use_ema with FSDP (the EMA keeps full weights), got the EMA on.")
         # Everything that can be known to fail is checked here, before any work: the data, the model, both splits
         # against the model, the VQModel of codes, the pipeline the run will save.
         set_seed(config.seed)
         train_set, test_set = load_splits(config)
-        self.prior = build_prior(config)
+        self.init_pipeline = load_init_pipeline(config) if config.init_from is not None else None
+        self.palette_source: str | None = None  # the checkpoint a resumed palette was read from
+        self.palette_note: str | None = None  # a palette a resume had to go without (--allow_inexact_resume)
+        self.palette = self.make_palette(train_set)  # before the model: the data it sees are the palette's ids
+        if self.palette is not None:
+            train_set, test_set = encode_dataset(self.palette, train_set), encode_dataset(self.palette, test_set)
+        self.prior = build_prior(config, self.init_pipeline)
         check_data_matches_model(self.prior, train_set, config, "train")
         check_data_matches_model(self.prior, test_set, config, "test")
         self.vqvae = load_codes_vqvae(config)
@@ -209,7 +227,7 @@ class Trainer:
         ShardedBatchSampler(len(self.train_set), config.batch_size, acc.num_processes, acc.process_index)  # its checks
         self.max_steps = config.total_steps(len(self.train_set), acc.num_processes)  # --max_steps or --num_epochs
         if config.gradient_checkpointing:
-            enable_gradient_checkpointing(self.prior)
+            self.prior.enable_gradient_checkpointing()
         # The training state. setup() wraps the objective and the optimizer for the processes and resumes it.
         self.objective: nn.Module = PriorObjective(self.prior)
         self.optimizer = make_optimizer(self.objective.parameters(), config.learning_rate)
@@ -230,6 +248,9 @@ class Trainer:
         self.bar = None
         self.smoothed_loss: float | None = None  # the progress bar's running mean of the loss
         self.start_time, self.start_step = 0.0, 0
+        self.hub_repo: str | None = None  # the full id of the --push_to_hub repository (main process), from setup()
+        self.published_files = None  # the run's files (hub.RunFiles) once published (main process)
+        self.last_sample_step: int | None = None  # the step of the last sample grid written
 
     @property
     def images_per_step(self) -> int:
@@ -261,9 +282,14 @@ class Trainer:
         """Everything before step 1: the output folder, the processes, the resumed state, the logs, the data."""
         acc = self.accelerator
         self.claim_output_dir()
+        if self.config.push_to_hub:
+            self._on_main(self.prepare_hub_repo)  # a missing token or a refused repository: before step 1
         self.objective, self.optimizer = acc.prepare(self.objective, self.optimizer)
         if self.config.use_ema:
-            self.ema = EMA(self.prior, self.config.ema_decay)  # initialised from the weights, on their device
+            self.ema = self.new_ema()
+            warning = self.ema.horizon_warning(self.max_steps)
+            if warning is not None and acc.is_main_process:
+                warnings.warn(warning, UserWarning, stacklevel=2)
         self.resume()
         self.open_logs()
         self.batches = self.training_batches()
@@ -292,7 +318,7 @@ class Trainer:
                 acc.clip_grad_norm_(self.objective.parameters(), self.config.max_grad_norm)
             self.optimizer.step()
             if self.ema is not None:
-                self.ema.update(self.prior)
+                self.ema.update(self.prior, self.step + 1)  # the step just taken sets the warm-up's decay
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         loss = step_losses.mean().item() if finite else math.nan
@@ -461,6 +487,7 @@ class Trainer:
         rng = os.path.join(path, rng_file(acc.process_index))
         self._restore(path, "freshly seeded generators", lambda p: restore_rng_state(read_rng_state(rng), rng))
         self._load_ema(path, record)
+        self.check_resumed_palette(path)
         return record.step
 
     def _load_optimizer(self, path: str) -> None:
@@ -471,12 +498,12 @@ class Trainer:
         if self.ema is None:
             return
         if not record.config.get("use_ema", False):  # turned on by an accepted change: start from the weights
-            self.ema = EMA(self.prior, self.config.ema_decay)
+            self.ema = self.new_ema()
             return
         file = os.path.join(path, EMA_FILE)
 
         def fallback() -> None:
-            self.ema = EMA(self.prior, self.config.ema_decay)
+            self.ema = self.new_ema()
 
         self._restore(
             path,
@@ -547,6 +574,119 @@ class Trainer:
                 f"{self.images_per_step} images."
             )
 
+    # --------------------------------------------------------------------------- the palette, the EMA, the Hub
+    def make_palette(self, train_set: GridDataset) -> ColorPalette | None:
+        """The run's colour palette (``palette.py``): the ``--init_from`` pipeline's, a resumed checkpoint's, or
+        ``--palette``'s (fitted once, before step 1), or None."""
+        config = self.config
+        if config.palette is not None and self.init_pipeline is not None:
+            has = "its" if getattr(self.init_pipeline, "palette", None) is not None else "no"
+            raise ValueError(
+                f"Expected no --palette with --init_from {config.init_from!r} (the run takes {has} palette from the "
+                f"pipeline), got --palette {config.palette!r}."
+            )
+        if config.palette is not None and parse_dataset(config.dataset).kind == "codes":
+            raise ValueError(
+                f"Expected no --palette for VQ codes {config.dataset!r}, got --palette {config.palette!r}."
+            )
+        if self.init_pipeline is not None:
+            return getattr(self.init_pipeline, "palette", None)
+        checkpoint = resolve_resume(config.output_dir, config.resume_from_checkpoint)
+        if checkpoint is not None:
+            resumed = self.resumed_palette(checkpoint, train_set)
+            if resumed is not None or config.palette is None:
+                return resumed
+        return self.new_palette(train_set) if config.palette is not None else None
+
+    def resumed_palette(self, checkpoint: str, train_set: GridDataset) -> ColorPalette | None:
+        """The palette of the run ``checkpoint`` belongs to, read from it exactly (or refused); None when the run
+        had none, or ``--allow_config_change palette`` starts a new one."""
+        config = self.config
+        try:
+            old = RunRecord.load(checkpoint).config.get("palette")
+        except ValueError:
+            if config.palette is None:
+                return None  # the resume itself names the record's problem (claim_output_dir)
+            raise
+        if old != config.palette:
+            if "palette" in config.allow_config_change:
+                return None
+            raise ValueError(
+                f"Cannot resume {checkpoint} exactly: flags differ from its run's: "
+                f"{describe_differences({'palette': (old, config.palette)})}. Pass the checkpoint's values, or "
+                "--allow_config_change palette to change them."
+            )
+        if config.palette is None:
+            return None
+        fallback = "a palette fitted again" if is_palette_size(config.palette) else f"the palette {config.palette}"
+        try:
+            saved = read_checkpoint_palette(checkpoint)
+        except StateFileError as error:
+            if not config.allow_inexact_resume:
+                raise ValueError(
+                    f"Cannot resume {checkpoint} exactly: {error}. Pass --allow_inexact_resume to continue with "
+                    f"{fallback}."
+                ) from None
+            self.palette_note = (
+                f"resumed at step {checkpoint_step(checkpoint)} without {error}: continued with {fallback}"
+            )
+            return self.new_palette(train_set)
+        if saved.num_values != train_set.num_values or (
+            not is_palette_size(config.palette) and not same_palette(read_palette(config.palette), saved)
+        ):
+            raise ValueError(
+                f"Cannot resume {checkpoint} with --palette {config.palette}: its run's palette (in the checkpoint) "
+                "is another one. Pass the palette of its run."
+            )
+        self.palette_source = checkpoint
+        return saved
+
+    def new_palette(self, train_set: GridDataset) -> ColorPalette:
+        """``--palette``'s palette: read from its file, or fitted on the main process and shared with the others
+        (the same centres everywhere: float rounding varies between CPUs)."""
+        config, acc = self.config, self.accelerator
+        fitted = is_palette_size(config.palette)
+        palette = None
+        if acc.is_main_process or not fitted:
+            palette = fit_palette(config.palette, train_set, config.max_train_samples, config.seed)
+        if fitted and acc.num_processes > 1:
+            from accelerate.utils import broadcast
+
+            centers = palette.centers if palette is not None else torch.zeros(int(config.palette), 3)
+            palette = ColorPalette(broadcast(centers.to(acc.device)).cpu(), train_set.num_values)
+        return palette
+
+    def check_resumed_palette(self, path: str) -> None:
+        """The palette was read before the output folder was locked: the checkpoint resumed must hold it too."""
+        if self.palette_note is not None:
+            self.inexact.append(self.palette_note)
+            self._print(f"Inexact resume (--allow_inexact_resume): {self.palette_note}.")
+        if self.palette is None or self.palette_source in (None, path):
+            return
+        try:
+            saved = read_checkpoint_palette(path)
+        except StateFileError as error:
+            raise ValueError(f"Cannot resume {path} exactly: {error}.") from None
+        if not same_palette(saved, self.palette):
+            raise ValueError(f"Cannot resume {path}: its palette is not the one of {self.palette_source}.")
+
+    def new_ema(self) -> EMA:
+        """The average of the weights, initialised from them (on their device), with the run's warm-up."""
+        config = self.config
+        return EMA(
+            self.prior,
+            config.ema_decay,
+            warmup=config.ema_warmup,
+            inv_gamma=config.ema_inv_gamma,
+            power=config.ema_power,
+        )
+
+    def prepare_hub_repo(self) -> None:
+        """``--push_to_hub``: check the token and create (or find) the repository (main process, before step 1)."""
+        from .hub import prepare_hub_repo
+
+        self.hub_repo = prepare_hub_repo(self.config)
+
     # ------------------------------------------------------------------------------------------ periodic work
     def _due(self, every: int | None) -> bool:
         return bool(every) and self.step % every == 0
@@ -602,12 +742,16 @@ class Trainer:
         finally:
             self.objective.train()
 
+    def sample_grid_path(self, step: int) -> str:
+        return os.path.join(self.config.output_dir, "samples", f"step-{step}.png")
+
     def save_samples(self, step: int) -> str | None:
         """Write a grid of ``num_sample_images`` samples to ``output_dir/samples/step-STEP.png`` (main process)."""
-        path = os.path.join(self.config.output_dir, "samples", f"step-{step}.png")
+        path = self.sample_grid_path(step)
         with self._averaged_weights():
             prior = self._full_prior()  # the sampler runs the prior in eval mode and restores its mode
             self._on_main(lambda: self._write_samples(prior, path))
+        self.last_sample_step = step
         return path if self.accelerator.is_main_process else None
 
     def _write_samples(self, prior: AutoregressivePrior, path: str) -> None:
@@ -656,16 +800,18 @@ class Trainer:
         else:
             rng = os.path.join(tmp, rng_file(acc.process_index))
             with writing(rng, "checkpoint file"):
-                torch.save(rng_state(), rng)
+                save_torch_file(rng_state(), rng)
         files: list[tuple[str, Callable[[str], Any]]] = []
         if not self.fsdp:
             files.append((MODEL_FILE, lambda p: save_model(self.prior, p)))
-            files.append((OPTIMIZER_FILE, lambda p: torch.save(self.optimizer.state_dict(), p)))
+            files.append((OPTIMIZER_FILE, lambda p: save_torch_file(self.optimizer.state_dict(), p)))
             if acc.scaler is not None:
-                files.append((SCALER_FILE, lambda p: torch.save(acc.scaler.state_dict(), p)))
+                files.append((SCALER_FILE, lambda p: save_torch_file(acc.scaler.state_dict(), p)))
         if self.ema is not None:
             metadata = {"decay": str(self.ema.decay)}
             files.append((EMA_FILE, lambda p: save_file(self.ema.state_dict(), p, metadata=metadata)))
+        if self.palette is not None:  # part of the run: a resume takes it instead of fitting again
+            files.append((PALETTE_FILE, lambda p: self.palette.save(p)))
         record = RunRecord(
             step=step,
             config=options_as_json(self.config),
@@ -737,11 +883,16 @@ class Trainer:
         )
 
     def save_outputs(self, result: TrainResult) -> None:
-        """Publish the pipeline (the EMA weights with ``--use_ema``) and ``train_results.json`` into the output
-        folder in one resumable move (``run_folder.publish_folder``): a crash leaves the old files or the new."""
+        """Publish the pipeline (the EMA weights with ``--use_ema``), ``train_results.json``, the model card and
+        ``logs/curve.png`` into the output folder in one resumable move (``run_folder.publish_folder``): a crash
+        leaves the old files or the new. Then, with ``--push_to_hub``, upload them."""
+        if self.config.num_sample_images > 0 and self.last_sample_step != self.step:
+            self.save_samples(self.step)  # the card shows the final weights' samples
         with self._averaged_weights():
             prior = self._full_prior()
             self._on_main(lambda: self._publish_outputs(prior, result))
+        if self.config.push_to_hub:
+            self._on_main(lambda: self.push_outputs(result))
 
     def _publish_outputs(self, prior: AutoregressivePrior, result: TrainResult) -> None:
         out = self.config.output_dir
@@ -752,12 +903,48 @@ class Trainer:
         self._print(f"Saved the pipeline ({weights}) to {out} ({type(pipeline).__name__}.from_pretrained).")
 
     def write_outputs(self, folder: str, prior: AutoregressivePrior, result: TrainResult):
-        """Write what a finished run leaves into ``folder`` (then moved into the output folder): the pipeline and
-        ``train_results.json``. Returns the pipeline."""
+        """Write what a finished run leaves into ``folder`` (then moved into the output folder): the pipeline,
+        ``train_results.json``, ``logs/curve.png`` and the model card (``hub.py``). Returns the pipeline."""
+        from .hub import training_card, write_card
+
         pipeline = self._pipeline(prior)
         pipeline.save_pretrained(folder)
         write_json(os.path.join(folder, RESULTS_FILE), {**asdict(result), "config": options_as_json(self.config)})
+        files = self.published_files = self.run_files(pipeline, self.write_curve(folder))
+        sizes = (len(self.train_set), len(self.test_set))
+        card = training_card(self.config, result, self.images_per_step, sizes, files)
+        write_card(folder, pipeline, self.hub_repo or self.config.output_dir, card)
         return pipeline
+
+    def write_curve(self, folder: str) -> str | None:
+        """Draw ``folder/logs/curve.png`` from the logged metrics (main process); None when nothing was logged."""
+        from .curve import CURVE_FILE, LearningCurve
+
+        curve = LearningCurve.from_records(self.logger.history)
+        if curve.is_empty():
+            return None
+        weights = "EMA weights" if self.ema is not None else "weights"
+        title = f"{self.config.model_name} on {self.config.dataset}: bits/dim"
+        curve.plot(os.path.join(folder, CURVE_FILE), title, evaluated=weights)
+        return CURVE_FILE
+
+    def run_files(self, pipeline: Any, curve: str | None):
+        """What the card shows and a push uploads, relative to the output folder (``hub.RunFiles``)."""
+        from .hub import RunFiles
+
+        grid = self.sample_grid_path(self.step) if self.config.num_sample_images > 0 else None
+        return RunFiles(
+            components=tuple(name for name, value in pipeline.components.items() if value is not None),
+            sample_grid=os.path.relpath(grid, self.config.output_dir) if grid is not None else None,
+            curve=curve,
+        )
+
+    def push_outputs(self, result: TrainResult) -> None:
+        """``--push_to_hub``: upload the published run (main process; after the pipeline is saved)."""
+        from .hub import push_run
+
+        url = push_run(self.config, self.hub_repo, self.published_files, result.steps)
+        self._print(f"Pushed {self.config.output_dir} to https://huggingface.co/{self.hub_repo} ({url}).")
 
     # ------------------------------------------------------------------------------------------------- helpers
     def _print(self, *args: Any) -> None:
@@ -793,7 +980,7 @@ class Trainer:
         state = self.accelerator.get_state_dict(self.objective)  # collective
         if not self.accelerator.is_main_process:
             return None
-        prior = build_prior(self.config)
+        prior = build_prior(self.config, self.init_pipeline)
         prior.load_state_dict({k.removeprefix("prior."): v for k, v in state.items()})
         return prior
 
@@ -801,7 +988,7 @@ class Trainer:
         from ..pipelines import PixelPriorPipeline, VQPriorPipeline
 
         if self.vqvae is None:
-            return PixelPriorPipeline(prior=prior)
+            return PixelPriorPipeline(prior=prior, palette=self.palette)
         return VQPriorPipeline(prior=prior, vqvae=self.vqvae.to(prior.device))
 
 

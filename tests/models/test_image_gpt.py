@@ -90,7 +90,7 @@ def test_step_keeps_earlier_channels_and_checks_order():
             step = model.step(cache, canvas, 0, 0)
             canvas[:, c, 0, 0] = h[:, c, 0, 0]  # channel c is drawn
         torch.testing.assert_close(step[:, :8], full[:, :8, 0, 0], rtol=1e-9, atol=1e-10)  # channels 0, 1
-        with pytest.raises(RuntimeError, match="raster order"):
+        with pytest.raises(ValueError, match="raster order"):
             model.step(cache, canvas, 0, 2)
 
 

@@ -11,10 +11,12 @@ from pixelprior.nn import (
     DownRightShiftedConv2d,
     DownShiftedConv2d,
     MaskedConv2d,
+    PaddedMap,
     channel_groups,
     down_shift,
     right_shift,
 )
+from pixelprior.nn.conv import row_product
 
 H, W = 5, 6
 
@@ -97,31 +99,45 @@ def test_masked_conv_equals_functional_conv(name):
         torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
 
 
+def padded(x: torch.Tensor, margin) -> PaddedMap:
+    """``x`` in a zero margin, as a sampling buffer holds it."""
+    buffer = PaddedMap.zeros(x.shape[0], x.shape[1], tuple(x.shape[-2:]), margin, x)
+    buffer.interior.copy_(x)
+    return buffer
+
+
 @pytest.mark.parametrize("name", ALL)
-def test_step_equals_full_conv_everywhere(name):
-    """ConvStep at every pixel (borders included) and every row equals the full convolution there."""
+@pytest.mark.parametrize("tensor_positions", [False, True], ids=["int", "tensor"])
+def test_step_equals_full_conv_everywhere(name, tensor_positions):
+    """ConvStep at every pixel (borders included) and every row equals the full convolution there, for int
+    positions (eager steps) and 0-d tensor positions (compiled steps) alike."""
     conv = all_convs()[name].double()
     x = torch.randn(2, conv.in_channels, H, W, dtype=torch.float64)
     full = conv(x)
     step = conv.stepper()
+    buffer = padded(x, step.margin(whole_rows=True))
+    position = torch.tensor if tensor_positions else int
     for i in range(H):
-        torch.testing.assert_close(step.row(x, i), full[:, :, i], rtol=0, atol=1e-12)
+        torch.testing.assert_close(step.row(buffer, position(i)), full[:, :, i], rtol=0, atol=1e-12)
         for j in range(W):
-            torch.testing.assert_close(step(x, i, j), full[:, :, i, j], rtol=0, atol=1e-12)
+            torch.testing.assert_close(step(buffer, position(i), position(j)), full[:, :, i, j], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", MASKED)
 def test_masked_step_reads_only_rows_up_to_anchor(name):
-    """A pixel step never reads rows below the output pixel: they may hold garbage in a sampling buffer."""
+    """A pixel step never reads rows below the output pixel (its margin has none): they may hold garbage in a
+    sampling buffer."""
     conv = all_convs()[name].double()
     x = torch.randn(2, conv.in_channels, H, W, dtype=torch.float64)
     full = conv(x)
     step = conv.stepper()
+    assert step.margin().bottom == 0
     for i in range(H):
         garbage = x.clone()
         garbage[:, :, i + 1 :] = float("nan")
+        buffer = padded(garbage, step.margin())
         for j in range(W):
-            torch.testing.assert_close(step(garbage, i, j), full[:, :, i, j], rtol=0, atol=1e-12)
+            torch.testing.assert_close(step(buffer, i, j), full[:, :, i, j], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["1x1-B-rgb"])
@@ -203,3 +219,13 @@ def test_bad_arguments_raise():
         DownShiftedConv2d(3, 6, (2, 2))  # even width: no centred column
     with pytest.raises(ValueError):
         AnchoredConv2d(3, 6, 3, mask=torch.ones(1, 1, 2, 2))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_row_product_is_the_row_convolution(stride):
+    """The compiled steps' form of a row convolution (one matrix product over the unfolded strip) equals F.conv2d."""
+    gen = torch.Generator().manual_seed(0)
+    strip = torch.randn(2, 3, 2, 9, generator=gen, dtype=torch.float64)
+    weight, bias = torch.randn(4, 3, 2, 3, generator=gen, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+    expected = F.conv2d(strip, weight, bias, stride=(1, stride))[:, :, 0]
+    torch.testing.assert_close(row_product(strip, weight, bias, stride), expected, rtol=0, atol=1e-12)

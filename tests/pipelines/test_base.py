@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from scipy import stats
 
 from pixelprior import VQPriorPipeline
+from pixelprior.sampling import _COMPILED as COMPILED_STEPS
 
 from .conftest import latents, tiny_pixel_pipeline
 from .test_pipeline_vq_prior import tiny_prior, tiny_vqvae
@@ -94,14 +93,19 @@ def _return_new_latents(pipeline, step, timestep, callback_kwargs):
     return {"latents": torch.ones_like(callback_kwargs["latents"])}
 
 
-def test_compile_is_forwarded_to_the_prior(pipe):
-    if "compile" in inspect.signature(pipe.prior.sample).parameters:
-        pipe64 = tiny_pixel_pipeline(num_classes=K)
-        pipe64.prior.double()
-        assert torch.equal(latents(pipe64, compile=True), latents(pipe64))
-    else:  # until the prior's sampler takes compile= (DESIGN.md section 2)
-        with pytest.raises(ValueError, match="sample\\(\\) takes compile="):
-            latents(pipe, compile=True)
+def test_compile_is_forwarded_to_the_prior():
+    """``compile=True`` reaches ``prior.sample(compile=True)`` (its compiled steps are made) in both pipelines; in
+    float64 the compiled step draws the eager loop's grid."""
+    for p in (
+        tiny_pixel_pipeline(num_classes=K),
+        VQPriorPipeline(tiny_prior(num_classes=K, num_layers=1), tiny_vqvae()),
+    ):
+        p.prior.double()
+        try:
+            assert torch.equal(latents(p, compile=True), latents(p))
+            assert COMPILED_STEPS.get(p.prior), "the prior's compiled steps were not used"
+        finally:
+            torch._dynamo.reset()
 
 
 # (id, keyword arguments of a call to the class-conditional pixel pipeline, message)
@@ -145,6 +149,7 @@ BAD_CALLS = [
     ("callback edits the latents", {"callback_on_step_end": _set_row_to_one}, "leave the latents unchanged"),
     ("callback returns new latents", {"callback_on_step_end": _return_new_latents}, "leave the latents unchanged"),
     ("compile a string", {"compile": "yes"}, "compile"),
+    ("CUDA graphs on the CPU", {"compile": "reduce-overhead"}, "CUDA device"),
 ]
 
 

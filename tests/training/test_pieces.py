@@ -19,7 +19,7 @@ from pixelprior.training.checkpoint import (
     remove_leftovers,
     resolve_resume,
 )
-from tests.conftest import PRIOR_NAMES, conditioning, constructor_defaults, random_x, tiny_config, tiny_prior
+from tests.conftest import tiny_prior
 
 
 def test_lr_schedules_are_pure_functions_of_the_step():
@@ -113,22 +113,13 @@ def test_checkpoint_folders_are_atomic_and_limited(tmp_path):
         resolve_resume(out, str(tmp_path / "nothing"))
 
 
-@pytest.mark.parametrize("name", PRIOR_NAMES)
-def test_gradient_checkpointing_gives_the_same_gradients(name):
-    cls, _ = tiny_config(name)
-    overrides = {"dropout": 0.3} if "dropout" in constructor_defaults(cls) else {}
-    grads = []
-    for checkpointing in (False, True):
-        prior = tiny_prior(name, **overrides).train()
-        if checkpointing:
-            assert enable_gradient_checkpointing(prior) > 0
-        x, kwargs = random_x(prior, 2), conditioning(prior, 2)
-        torch.manual_seed(1)  # the same dropout masks; checkpointing replays the RNG when it recomputes
-        prior.loss(x, **kwargs).backward()
-        grads.append({n: p.grad.clone() for n, p in prior.named_parameters() if p.grad is not None})
-    assert grads[0].keys() == grads[1].keys()
-    for key in grads[0]:
-        torch.testing.assert_close(grads[1][key], grads[0][key], rtol=1e-12, atol=1e-12)
+def test_trainer_gradient_checkpointing_is_the_priors():
+    """The trainer's switch is the prior's own ``enable_gradient_checkpointing`` (its gradients are tested for every
+    model in tests/models/test_gradient_checkpointing.py)."""
+    prior = tiny_prior("pixelcnn_mnist")
+    assert not prior.is_gradient_checkpointing
+    assert enable_gradient_checkpointing(prior) > 0
+    assert prior.is_gradient_checkpointing
     with pytest.raises(ValueError, match="ModuleList"):
         enable_gradient_checkpointing(torch.nn.Linear(1, 1))
 

@@ -41,7 +41,9 @@ def test_a_new_run_refuses_a_folder_with_another_runs_outputs_unless_told_to_mov
     Trainer(TrainConfig(output_dir=str(out), checkpointing_steps=1, **TINY)).run()
     names = [name for name in os.listdir(out) if name != rf.LOCK_FILE]
     before = {name: sorted(os.listdir(out / name)) if (out / name).is_dir() else None for name in names}
-    with pytest.raises(ValueError, match=r"to hold nothing of another run for a new run, got \['checkpoint-1'"):
+    with pytest.raises(
+        ValueError, match=r"to hold nothing of another run for a new run, got \['README.md', 'checkpoint-1'"
+    ):
         Trainer(TrainConfig(output_dir=str(out), **TINY)).run()
     with pytest.raises(ValueError, match="hold nothing of another run"):  # 'latest' with no checkpoint: a new run
         os.rename(out / "checkpoint-1", tmp_path / "c1")
