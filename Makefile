@@ -20,10 +20,10 @@ STAMP := $(VENV)/.pixelprior-installed
 # reach (test bits/dim, how often a classifier recognizes the digits): README.md, "What `make demo` does".
 DEMO_DIR ?= demo-output
 DEMO_MODEL_KWARGS ?= {"num_classes": 10, "hidden_channels": 32, "num_layers": 6}
-DEMO_STEPS ?= 600
+DEMO_STEPS ?= 1500
 DEMO_BATCH ?= 16
 DEMO_LR ?= 3e-3
-DEMO_TEMPERATURE ?= 0.8
+DEMO_TEMPERATURE ?= 1.0
 DEMO_PER_CLASS ?= 10
 
 .PHONY: install demo test lint clean
@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/pixelprior train --model gated_pixelcnn_mnist --model_kwargs '$(DEMO_MODEL_KWARGS)' \
-		--dataset mnist5k --binarize --output_dir $(DEMO_DIR) \
+		--dataset mnist5k --binarize --output_dir $(DEMO_DIR) --overwrite_output_dir \
 		--max_steps $(DEMO_STEPS) --batch_size $(DEMO_BATCH) --learning_rate $(DEMO_LR) --seed 0
 	$(BIN)/pixelprior sample --pipeline $(DEMO_DIR) --per_class $(DEMO_PER_CLASS) --temperature $(DEMO_TEMPERATURE) \
 		--output samples.png --scale 3 --seed 0
