@@ -69,7 +69,7 @@ part train_snail 120 "$PY" benchmarks/training.py --models pixelsnail_vqvae2_top
     --variants "${VARIANTS_SNAIL[@]}" --json "$OUT/train_snail.json"
 
 # 2. sampling 25 images of pixelcnn_pp_cifar10
-part sample_pp 150 "$PY" - "$DEVICE" "$SAMPLE_KWARGS" "$OUT/sample_pp.json" <<'EOF'
+part sample_pp 300 "$PY" - "$DEVICE" "$SAMPLE_KWARGS" "$OUT/sample_pp.json" <<'EOF'
 import json, sys, time
 import torch
 from pixelprior import create_prior
