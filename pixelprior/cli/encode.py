@@ -26,7 +26,7 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from ..data.encode import encode_to_file
-    from ..training.run_folder import check_writable_file
+    from ..paths import check_writable_file
     from ..vqmodel import load_vqmodel_config
 
     if not args.output.endswith(".safetensors"):

@@ -66,8 +66,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     import torch
     from diffusers.utils import logging as diffusers_logging
 
+    from ..paths import check_writable_file
     from ..pipelines import load_pipeline, make_image_grid
-    from ..training.run_folder import check_writable_file, replace_atomically, writing
+    from ..training.run_folder import replace_atomically, writing
 
     if not os.path.isfile(os.path.join(args.pipeline, "model_index.json")):
         parser.error(f"argument --pipeline: expected a folder with a model_index.json, got {args.pipeline!r}")

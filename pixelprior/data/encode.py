@@ -8,7 +8,6 @@ of a named dataset and writes one file with :func:`pixelprior.data.codes.save_co
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ import torch
 from einops import rearrange
 
 from ..distributions import bins_to_input
+from ..paths import check_writable_file
 from ..progress import progress_bar
 from ..vqmodel import encode_images, load_vqmodel, vqvae_folder, vqvae_image_size
 from .codes import codes_metadata, save_codes
@@ -75,18 +75,10 @@ def encode_dataset(
 
 
 def _check_output(output: str) -> None:
-    """Before any work: a ``.safetensors`` name, not a folder, in a folder that exists (or can be made) and can be
-    written to."""
+    """Before any work: a ``.safetensors`` name that can be written (:func:`pixelprior.paths.check_writable_file`)."""
     if not isinstance(output, str) or not output.endswith(".safetensors"):
         raise ValueError(f"Expected an output file name ending in .safetensors, got {output!r}.")
-    if os.path.isdir(output):
-        raise ValueError(f"Expected an output file, got {output!r}, which is a folder.")
-    folder = os.path.dirname(os.path.abspath(output))
-    existing = folder
-    while not os.path.exists(existing):  # the nearest existing ancestor decides whether the folder can be made
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"Expected a writable folder for {output!r}, got {existing!r}, which cannot be written to.")
+    check_writable_file(output, "the output file")
 
 
 def encode_to_file(

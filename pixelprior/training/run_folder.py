@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..paths import file_above
+
 LOCK_FILE = ".pixelprior.lock"
 PUBLISHING = ".tmp-publish"  # a folder being moved into place: its files, then the marker COMPLETE
 COMPLETE = ".complete"
@@ -151,22 +153,14 @@ class RunLock:
             self._fd = None
 
 
-def _file_above(path: str) -> str | None:
-    """The nearest existing ancestor of ``path`` when it is not a folder (``path`` cannot be made under it)."""
-    above = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(above):
-        above = os.path.dirname(above)
-    return None if os.path.isdir(above) else above
-
-
 def prepare_output_dir(folder: str) -> None:
     """Create the run's folder; a path under a file or on a read-only file system is a ``ValueError`` naming it."""
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(f"Expected --output_dir to be a folder, got {folder!r}, which is a file.")
-    if _file_above(folder) is not None:
+    if file_above(folder) is not None:
         raise ValueError(
             f"Expected --output_dir to be a folder that can be created, got {folder!r}, under the file "
-            f"{_file_above(folder)!r}."
+            f"{file_above(folder)!r}."
         )
     try:
         os.makedirs(folder, exist_ok=True)
@@ -291,26 +285,3 @@ def finish_publishing(folder: str) -> str | None:
         return "completed"
     shutil.rmtree(tmp)
     return "removed"
-
-
-def check_writable_file(path: str, flag: str) -> None:
-    """Check before any work that ``path`` can be written: not a folder, its folder creatable and writable.
-
-    Raises:
-        ValueError: naming ``flag`` and the path, with the reason.
-    """
-    if os.path.isdir(path):
-        raise ValueError(f"Expected {flag} to be a file name, got {path!r}, which is a folder.")
-    if _file_above(path) is not None:
-        raise ValueError(f"Expected {flag} to be a writable path, got {path!r}, under the file {_file_above(path)!r}.")
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, f".tmp-{os.getpid()}-probe")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as error:
-        raise ValueError(
-            f"Expected {flag} to be a writable path, got {path!r}: {error.strerror} ({folder})."
-        ) from None

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from pixelprior.cli import main
+from pixelprior.paths import check_writable_file
 from pixelprior.training import TrainConfig, Trainer
 from pixelprior.training import run_folder as rf
 from tests.training.test_checkpoint import Crash, crash_at
@@ -98,10 +99,10 @@ def test_unwritable_outputs_are_named_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="that can be created, got .*file/run"):
         rf.prepare_output_dir(str(tmp_path / "file" / "run"))
     with pytest.raises(ValueError, match="Expected --output to be a file name, got .* which is a folder"):
-        rf.check_writable_file(str(tmp_path), "--output")
+        check_writable_file(str(tmp_path), "--output")
     with pytest.raises(ValueError, match="Expected --output to be a writable path"):
-        rf.check_writable_file(str(tmp_path / "file" / "grid.png"), "--output")
-    rf.check_writable_file(str(tmp_path / "new" / "grid.png"), "--output")
+        check_writable_file(str(tmp_path / "file" / "grid.png"), "--output")
+    check_writable_file(str(tmp_path / "new" / "grid.png"), "--output")
     assert os.listdir(tmp_path / "new") == []  # the probe is gone
 
 
